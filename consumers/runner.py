@@ -1,0 +1,283 @@
+"""A consumer process for one work queue: connect, declare, consume with prefetch, drain on SIGTERM.
+
+Two connections, as RabbitMQ advises: one consumes and acks, one publishes
+(retries, dead letters, events). When the broker blocks publishers under a
+resource alarm, only the publishing connection is blocked.
+
+Prefetch equals concurrency, so the broker dispatches fairly across consumer
+processes and never hands one process more than it is running.
+
+Shutdown never loses a task: deliveries are acked only after their outcome is
+published, anything still running when the grace ends is nacked with requeue,
+and whatever is left unacked when the connection closes the broker requeues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import queue as queue_module
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError
+
+from consumers.context import Resources
+from consumers.delivery import DeliveryProcessor
+from consumers.registry import Registry, check_timeouts
+from service import topology
+from service.amqp import Publisher, connect
+from service.contracts import Catalog
+from service.settings import Settings
+from service.telemetry import setup_tracing
+
+log = logging.getLogger(__name__)
+BROKER_CALL_TIMEOUT = 5.0  # bounds each shutdown step that talks to the broker
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class HandlerThreads(Executor):
+    """Up to ``size`` daemon threads for synchronous handlers, started as work arrives.
+
+    Not a ``ThreadPoolExecutor``: Python joins its threads at interpreter exit,
+    so one sync handler still running after the grace (its delivery already
+    requeued, its asyncio side cancelled) would hold the process past SIGTERM
+    for as long as it blocks. Daemon threads do not hold the exit.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._work: queue_module.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue_module.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._running = 0
+        self._shutdown = False
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            future: Future[_T] = Future()
+            self._work.put((future, functools.partial(fn, *args, **kwargs)))
+            if len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._worker, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+            return future
+
+    def _worker(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            with self._lock:
+                self._running += 1
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the awaiting coroutine, as a pool does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+    @property
+    def running(self) -> int:
+        """Handlers running now (after ``shutdown``: the ones cut off, left to finish alone)."""
+        return self._running
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if not self._shutdown:
+                self._shutdown = True
+                if cancel_futures:
+                    with contextlib.suppress(queue_module.Empty):
+                        while (item := self._work.get_nowait()) is not None:
+                            item[0].cancel()
+                for _ in self._threads:
+                    self._work.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+class Consumer:
+    """Consumes one queue until ``stop``; every delivery runs as its own asyncio task."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        registry: Registry,
+        queue: str,
+        concurrency: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.concurrency = concurrency or settings.consumer_concurrency
+        self.worker = settings.worker_name
+        # Fail loudly before touching the broker: a missing handler or an impossible timeout.
+        self._handlers = registry.for_queue(catalog, queue)
+        check_timeouts(catalog, queue, settings)
+        self._topology = topology.build(settings, [queue])
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._connections: list[AbstractRobustConnection] = []
+        self._executor = HandlerThreads(self.concurrency, f"warren-{queue}")
+        self._resources = Resources()
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        setup_tracing(self.settings, f"consumer-{self.queue}")
+        publishing = await connect(self.settings, f"{self.queue}-publish")
+        self._connections.append(publishing)
+        consuming = await connect(self.settings, f"{self.queue}-consume")
+        self._connections.append(consuming)
+        publisher = await Publisher.open(
+            publishing, self._topology, self.settings.publish_timeout_seconds
+        )
+        processor = DeliveryProcessor(
+            self.queue,
+            self._handlers,
+            publisher,
+            self.settings,
+            self._executor,
+            self._resources,
+            self.worker,
+        )
+        channel = await consuming.channel()
+        await channel.set_qos(prefetch_count=self.concurrency)
+        # Declared (not fetched) and kept, so the robust channel restores the consumer.
+        self._queue = await topology.declare_work_queue(channel, self._topology, self.queue)
+
+        async def on_delivery(delivery: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._inflight.add(task)
+            try:
+                if self._stopped:
+                    # Dispatched between our basic.cancel and its cancel-ok (or while
+                    # start-up was interrupted): hand it back untouched, never start it.
+                    await _give_back(delivery)
+                else:
+                    await processor.process(delivery)
+            finally:
+                self._inflight.discard(task)
+
+        self._consumer_tag = await self._queue.consume(on_delivery)
+        log.info(
+            "consuming %s (worker %s, concurrency %d)",
+            self._queue.name,
+            self.worker,
+            self.concurrency,
+        )
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking deliveries, let in-flight tasks finish within ``grace``, requeue the rest.
+
+        Safe after a failed or interrupted ``start``: it closes whatever was opened.
+        """
+        if self._stopped:
+            return
+        self._stopped = True  # from here on a delivery is given back, not started
+        grace = self.settings.consumer_grace_seconds if grace is None else grace
+        deadline = asyncio.get_running_loop().time() + grace
+        try:
+            await self._cancel_consumer()
+            await self._drain(deadline)
+            await self._resources.close()
+            for connection in reversed(self._connections):
+                try:
+                    async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                        await connection.close()
+                except Exception as exc:  # the broker requeues what the connection left unacked
+                    log.warning("closing a broker connection failed: %r", exc)
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor.running:
+            log.warning(
+                "%d sync handlers still running after the grace; their deliveries were "
+                "requeued and the process does not wait for them",
+                self._executor.running,
+            )
+        log.info("consumer of %s stopped", self.queue)
+
+    async def _cancel_consumer(self) -> None:
+        if self._queue is None or self._consumer_tag is None:
+            return
+        try:
+            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                await self._queue.cancel(self._consumer_tag)
+        except Exception as exc:  # closing anyway; the broker requeues unacked deliveries
+            log.warning("cancelling the consumer failed: %r", exc)
+
+    async def _drain(self, deadline: float) -> None:
+        """Wait for in-flight tasks until ``deadline``, then cancel (and so requeue) the rest."""
+        loop = asyncio.get_running_loop()
+        # A loop, not one wait: deliveries dispatched before the cancel-ok join the set late.
+        while self._inflight and (remaining := deadline - loop.time()) > 0:
+            log.info("draining %d in-flight tasks (%.1fs left)", len(self._inflight), remaining)
+            await asyncio.wait(set(self._inflight), timeout=remaining)
+        pending = set(self._inflight)
+        if pending:
+            log.warning("grace over: requeueing %d unfinished tasks", len(pending))
+            for task in pending:
+                task.cancel()  # the delivery path nacks with requeue on cancellation
+            await asyncio.wait(pending, timeout=BROKER_CALL_TIMEOUT)
+
+
+async def _give_back(delivery: AbstractIncomingMessage) -> None:
+    # On a closed channel the broker has requeued it already; aiormq raises RuntimeError then.
+    with contextlib.suppress(AMQPError, RuntimeError):
+        await delivery.nack(requeue=True)
+
+
+async def run(
+    settings: Settings, catalog: Catalog, registry: Registry, queue: str, concurrency: int | None
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
+
+    The signal handlers are in place before start-up, and start-up races the
+    signal: a SIGTERM while still connecting (which retries for up to
+    ``connect_timeout_seconds``) abandons the start and exits cleanly at once.
+    """
+    consumer = Consumer(settings, catalog, registry, queue, concurrency)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    starting = asyncio.ensure_future(consumer.start())
+    signalled = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("signal received during start-up: not starting %s", queue)
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        else:
+            starting.result()  # a failed start-up raises here (the process exits non-zero)
+            await signalled
+            log.info("signal received: stopping %s", queue)
+    finally:
+        signalled.cancel()
+        await consumer.stop()

@@ -1,0 +1,247 @@
+"""The envelope: Warren's one message format; the only place AMQP properties and headers are set.
+
+Version 1 on the wire:
+
+* body: the payload as UTF-8 JSON (``content_type=application/json``);
+* properties: ``message_id`` = task id (32 hex), ``type`` = task type,
+  ``timestamp`` = creation time, ``delivery_mode`` = persistent, ``priority``,
+  ``app_id=warren``;
+* headers: ``warren-version``, ``warren-type``, ``warren-queue``,
+  ``warren-attempt``, ``warren-max-attempts``, ``warren-timeout-ms``,
+  ``warren-created-at`` (ISO 8601, UTC), W3C ``traceparent``/``tracestate``,
+  and ``warren-submitter`` when known.
+
+Dead letters carry the original message plus ``warren-dead-*`` headers saying
+why. Every value copied into a header is bounded: a header larger than the
+AMQP frame makes the broker close the whole connection.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from service.errors import DecodeError
+
+VERSION = 1
+CONTENT_TYPE = "application/json"
+
+H_VERSION = "warren-version"
+H_TYPE = "warren-type"
+H_QUEUE = "warren-queue"
+H_ATTEMPT = "warren-attempt"
+H_MAX_ATTEMPTS = "warren-max-attempts"
+H_TIMEOUT_MS = "warren-timeout-ms"
+H_CREATED_AT = "warren-created-at"
+H_SUBMITTER = "warren-submitter"
+H_TRACEPARENT = "traceparent"
+H_TRACESTATE = "tracestate"
+
+H_DEAD_REASON = "warren-dead-reason"
+H_DEAD_ERROR_TYPE = "warren-dead-error-type"
+H_DEAD_ERROR = "warren-dead-error"
+H_DEAD_AT = "warren-dead-at"
+H_DEAD_QUEUE = "warren-dead-queue"
+H_DEAD_ATTEMPTS = "warren-dead-attempts"
+
+TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+MAX_TRACESTATE = 512  # W3C: at most 32 members, and vendors keep it short
+MAX_TEXT_HEADER = 1000
+MAX_COPIED_HEADERS = 16_384
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def bounded(text: str, limit: int = MAX_TEXT_HEADER) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean_traceparent(value: object) -> str | None:
+    """A valid ``traceparent`` or None: malformed trace context is ignored, never an error."""
+    return value if isinstance(value, str) and TRACEPARENT.match(value) else None
+
+
+def clean_tracestate(value: object) -> str | None:
+    if isinstance(value, str) and len(value) <= MAX_TRACESTATE and value.isprintable():
+        return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A task as it travels: identity, attempt bookkeeping, trace context and the raw payload."""
+
+    id: str
+    type: str
+    queue: str
+    body: bytes
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float
+    created_at: datetime
+    priority: int = 0
+    traceparent: str | None = None
+    tracestate: str | None = None
+    submitter: str | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.traceparent[3:35] if self.traceparent else None
+
+    @property
+    def attempts_left(self) -> bool:
+        return self.attempt < self.max_attempts
+
+    def next_attempt(self) -> Envelope:
+        return replace(self, attempt=self.attempt + 1)
+
+    def headers(self) -> dict[str, Any]:
+        headers: dict[str, Any] = {
+            H_VERSION: VERSION,
+            H_TYPE: self.type,
+            H_QUEUE: self.queue,
+            H_ATTEMPT: self.attempt,
+            H_MAX_ATTEMPTS: self.max_attempts,
+            H_TIMEOUT_MS: round(self.timeout_seconds * 1000),
+            H_CREATED_AT: self.created_at.isoformat(),
+        }
+        if self.traceparent:
+            headers[H_TRACEPARENT] = self.traceparent
+        if self.tracestate:
+            headers[H_TRACESTATE] = self.tracestate
+        if self.submitter:
+            headers[H_SUBMITTER] = bounded(self.submitter, 200)
+        return headers
+
+    def to_message(self) -> aio_pika.Message:
+        return aio_pika.Message(
+            self.body,
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=self.id,
+            type=self.type,
+            timestamp=self.created_at,
+            priority=self.priority,
+            app_id="warren",
+            headers=self.headers(),
+        )
+
+    @classmethod
+    def from_delivery(cls, delivery: AbstractIncomingMessage) -> Envelope:
+        """Decode a delivery; anything that is not a v1 envelope raises ``DecodeError``."""
+        if delivery.content_type != CONTENT_TYPE:
+            raise DecodeError(
+                "wrong-content-type", f"content type {delivery.content_type!r} is not JSON"
+            )
+        headers = delivery.headers or {}
+        version = _int_header(headers, H_VERSION)
+        if version != VERSION:
+            raise DecodeError("unsupported-version", f"envelope version {version} is not {VERSION}")
+        task_id = delivery.message_id or ""
+        if not TASK_ID.match(task_id):
+            raise DecodeError("bad-header", "message_id is not a 32-hex task id")
+        task_type = _str_header(headers, H_TYPE)
+        if delivery.type is not None and delivery.type != task_type:
+            raise DecodeError("bad-header", "type property and warren-type header differ")
+        attempt = _int_header(headers, H_ATTEMPT)
+        max_attempts = _int_header(headers, H_MAX_ATTEMPTS)
+        if not 1 <= attempt <= max_attempts:
+            raise DecodeError("bad-header", f"attempt {attempt} of {max_attempts} is impossible")
+        return cls(
+            id=task_id,
+            type=task_type,
+            queue=_str_header(headers, H_QUEUE),
+            body=delivery.body,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            timeout_seconds=_int_header(headers, H_TIMEOUT_MS) / 1000,
+            created_at=_time_header(headers, H_CREATED_AT),
+            priority=delivery.priority or 0,
+            traceparent=clean_traceparent(_text(headers.get(H_TRACEPARENT))),
+            tracestate=clean_tracestate(_text(headers.get(H_TRACESTATE))),
+            submitter=_text(headers.get(H_SUBMITTER)),
+        )
+
+
+def dead_letter_message(
+    delivery: AbstractIncomingMessage,
+    *,
+    reason: str,
+    error_type: str,
+    error: str,
+    queue: str,
+    attempts: int,
+) -> aio_pika.Message:
+    """The delivery as it came plus headers saying why it is dead (undecodable ones too)."""
+    headers = _copyable_headers(delivery.headers or {})
+    headers.update(
+        {
+            H_DEAD_REASON: bounded(reason, 100),
+            H_DEAD_ERROR_TYPE: bounded(error_type, 200),
+            H_DEAD_ERROR: bounded(error),
+            H_DEAD_AT: datetime.now(UTC).isoformat(),
+            H_DEAD_QUEUE: queue,
+            H_DEAD_ATTEMPTS: attempts,
+        }
+    )
+    return aio_pika.Message(
+        delivery.body,
+        content_type=delivery.content_type,
+        content_encoding=delivery.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=delivery.message_id,
+        type=delivery.type,
+        timestamp=delivery.timestamp,
+        app_id="warren",
+        headers=headers,
+    )
+
+
+def _copyable_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Original headers, unless they are so large that ours could push them past a frame."""
+    kept = {k: v for k, v in headers.items() if k != "x-death"}
+    if len(repr(kept)) > MAX_COPIED_HEADERS:
+        return {"warren-dropped-headers": "original headers too large to keep"}
+    return kept
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
+
+
+def _str_header(headers: Mapping[str, Any], name: str) -> str:
+    value = _text(headers.get(name))
+    if not value:
+        raise DecodeError("missing-header", f"header {name} is missing or not text")
+    return value
+
+
+def _int_header(headers: Mapping[str, Any], name: str) -> int:
+    value = headers.get(name)
+    if value is None:
+        raise DecodeError("missing-header", f"header {name} is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DecodeError("bad-header", f"header {name} is not an integer")
+    return value
+
+
+def _time_header(headers: Mapping[str, Any], name: str) -> datetime:
+    try:
+        return datetime.fromisoformat(_str_header(headers, name))
+    except ValueError as exc:
+        raise DecodeError("bad-header", f"header {name} is not an ISO 8601 time") from exc

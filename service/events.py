@@ -1,0 +1,59 @@
+"""Lifecycle events: what consumers tell the rest of the system about each state change.
+
+Published (confirmed, persistent) to ``<ns>.events`` with routing key
+``<queue>.<status>`` before the delivery is acked, so a crash can only
+duplicate an event, never lose one. ``message_id`` is
+``<task id>.<attempt>.<status>``: readers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import aio_pika
+import orjson
+
+from service.envelope import CONTENT_TYPE, Envelope
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+def event_body(envelope: Envelope, status: Status, worker: str, **details: Any) -> dict[str, Any]:
+    """The event as a dict: ids, attempt, time, trace id, plus status-specific details.
+
+    ``details`` are e.g. ``result`` (succeeded), ``error`` and ``next_delay_seconds``
+    (retrying), ``reason`` and ``error`` (dead).
+    """
+    return {
+        "task_id": envelope.id,
+        "type": envelope.type,
+        "queue": envelope.queue,
+        "status": status.value,
+        "attempt": envelope.attempt,
+        "max_attempts": envelope.max_attempts,
+        "at": datetime.now(UTC).isoformat(),
+        "trace_id": envelope.trace_id,
+        "worker": worker,
+        **details,
+    }
+
+
+def event_message(body: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        orjson.dumps(body, default=str),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=f"{body['task_id']}.{body['attempt']}.{body['status']}",
+        type=f"warren.event.{body['status']}",
+        app_id="warren",
+    )

@@ -1,0 +1,1 @@
+"""The HTTP gateway: validates submissions and publishes them, confirmed, to the broker."""

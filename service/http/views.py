@@ -1,0 +1,103 @@
+"""Gateway views. ``submit_task`` reads as its four steps: validate → envelope → publish → 202."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from opentelemetry import trace
+
+from service.envelope import Envelope, new_task_id
+from service.errors import PublishError
+from service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from service.http.problems import Problem
+from service.http.submission import ValidSubmission, read_json, validate
+from service.telemetry import inject, trace_id_hex, tracer
+
+
+async def submit_task(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    valid = validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+    queue = valid.contract.queue
+    with tracer().start_as_current_span(f"publish {queue}", kind=trace.SpanKind.PRODUCER) as span:
+        envelope = build_envelope(valid)
+        span.set_attributes(
+            {
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": request.app[PUBLISHER].work_exchange,
+                "messaging.rabbitmq.destination.routing_key": queue,
+                "messaging.message.id": envelope.id,
+                "warren.task.id": envelope.id,
+                "warren.task.type": envelope.type,
+            }
+        )
+        try:
+            await request.app[PUBLISHER].publish_task(envelope)
+        except PublishError as exc:
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, str(exc))
+            raise Problem(
+                503,
+                "broker-unavailable",
+                "Service Unavailable",
+                f"the task was not accepted: {exc}",
+                headers={"Retry-After": str(settings.retry_after_seconds)},
+            ) from None
+        trace_id = trace_id_hex(span)
+    body = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "queue": queue,
+        "status": "queued",
+        "trace_id": trace_id,
+        "created_at": envelope.created_at.isoformat(),
+    }
+    return web.json_response(body, status=202, headers={"Location": f"/v1/tasks/{envelope.id}"})
+
+
+def build_envelope(valid: ValidSubmission) -> Envelope:
+    """The envelope of a first attempt, carrying the current (publish) span's trace context."""
+    context = inject()
+    return Envelope(
+        id=new_task_id(),
+        type=valid.contract.name,
+        queue=valid.contract.queue,
+        body=valid.payload_json,
+        attempt=1,
+        max_attempts=valid.max_attempts,
+        timeout_seconds=valid.timeout_seconds,
+        created_at=datetime.now(UTC),
+        priority=valid.priority,
+        traceparent=context.get("traceparent"),
+        tracestate=context.get("tracestate"),
+    )
+
+
+async def task_types(request: web.Request) -> web.Response:
+    return web.json_response(
+        [
+            {
+                "name": c.name,
+                "queue": c.queue,
+                "description": c.description,
+                "max_attempts": c.max_attempts,
+                "max_attempts_cap": c.max_attempts_cap,
+                "timeout_seconds": c.timeout_seconds,
+                "timeout_cap_seconds": c.timeout_cap_seconds,
+                "payload_schema": c.json_schema(),
+            }
+            for c in request.app[CATALOG].values()
+        ]
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    publisher = request.app.get(PUBLISHER)
+    if publisher is None or not publisher.ready:
+        raise Problem(503, "not-ready", "Service Unavailable", "no broker connection")
+    return web.json_response({"status": "ready"})

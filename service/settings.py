@@ -1,0 +1,162 @@
+"""Warren's one settings model, read from ``WARREN_*`` environment variables.
+
+It is built once at an entry point (the CLI, a test fixture) and passed down;
+nothing reads the environment anywhere else. Field descriptions are the
+documentation: the README's configuration table is generated from them
+(``warren settings --markdown``) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; defaults run on a laptop with a local RabbitMQ."""
+
+    model_config = SettingsConfigDict(env_prefix="WARREN_", extra="ignore", frozen=True)
+
+    # --- broker ------------------------------------------------------------
+    broker_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description="AMQP URL of the RabbitMQ broker (vhost is the URL path).",
+    )
+    namespace: str = Field(
+        "warren",
+        pattern=NAMESPACE_PATTERN,
+        description="Prefix of every exchange and queue name, so deployments and test runs "
+        "never collide.",
+    )
+    queue_type: Literal["classic", "quorum"] = Field(
+        "classic",
+        description="Type of work and dead-letter queues: `quorum` for a replicated cluster. "
+        "Changing it needs the queues to be recreated.",
+    )
+    delivery_limit: int = Field(
+        20,
+        ge=1,
+        description="Quorum queues only: deliveries after which the broker itself dead-letters "
+        "a message (guards against a message that kills its consumer process).",
+    )
+    max_queue_length: int | None = Field(
+        None,
+        ge=1,
+        description="If set, work queues refuse publishes beyond this many messages "
+        "(`reject-publish`) and the gateway answers 503 instead of growing the queue.",
+    )
+    connect_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long start-up keeps retrying the first broker connection."
+    )
+    publish_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long a publish may wait for the broker's confirm before it counts as "
+        "failed (gateway answers 503).",
+    )
+    broker_consumer_timeout_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="The broker's `consumer_timeout`; consumers refuse to start when a task "
+        "timeout is not below it.",
+    )
+
+    # --- retries -----------------------------------------------------------
+    retry_tiers_seconds: tuple[float, ...] = Field(
+        (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0),
+        min_length=1,
+        description="Delays of the TTL retry queues, one queue per tier and work queue. "
+        "Changing a tier's delay declares a new tier queue.",
+    )
+    retry_base_seconds: float = Field(
+        1.0, gt=0, description="Backoff of the first retry; doubles with each attempt."
+    )
+    retry_max_seconds: float = Field(3600.0, gt=0, description="Upper bound of the backoff.")
+    retry_jitter: float = Field(
+        0.2, ge=0, le=1, description="Relative jitter added to each backoff (0.2 = up to +20 %)."
+    )
+
+    # --- gateway -----------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port the gateway listens on.")
+    max_body_bytes: int = Field(
+        262_144, ge=1024, description="Largest accepted `POST /v1/tasks` body, in bytes."
+    )
+    retry_after_seconds: int = Field(
+        5, ge=1, description="`Retry-After` sent with a 503 when the broker cannot take a task."
+    )
+
+    # --- consumers ---------------------------------------------------------
+    consumer_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Tasks one consumer process runs at once; also its prefetch count.",
+    )
+    consumer_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight tasks may finish before they are requeued.",
+    )
+    worker_id: str | None = Field(
+        None, description="Name of this consumer in events and logs (default: host:pid)."
+    )
+
+    # --- telemetry ---------------------------------------------------------
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint for traces (e.g. `http://127.0.0.1:4318`); "
+        "unset = no export.",
+    )
+    otel_service_name: str = Field("warren", description="`service.name` of exported spans.")
+    otel_sampling_ratio: float = Field(
+        1.0, ge=0, le=1, description="Fraction of new traces that are sampled."
+    )
+    log_level: str = Field("INFO", description="Root log level.")
+
+    # --- example handlers --------------------------------------------------
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for `email.send`.")
+    smtp_port: int = Field(1025, ge=1, le=65535, description="SMTP port for `email.send`.")
+    smtp_sender: str = Field(
+        "warren@localhost", description="Envelope sender address of `email.send`."
+    )
+    smtp_timeout_seconds: float = Field(10.0, gt=0, description="SMTP connect/command timeout.")
+    webhook_signing_secret: SecretStr = Field(
+        SecretStr("change-me"),
+        description="HMAC-SHA256 key that signs `webhook.deliver` requests.",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of one `webhook.deliver` HTTP request."
+    )
+    media_root: Path = Field(
+        Path("var/media"),
+        description="Directory `media.thumbnail` reads local images from and writes "
+        "thumbnails to; paths outside it are refused.",
+    )
+    media_max_source_bytes: int = Field(
+        20_000_000, ge=1, description="Largest image `media.thumbnail` downloads or reads."
+    )
+
+    @field_validator("retry_tiers_seconds")
+    @classmethod
+    def _tiers_sorted_unique(cls, tiers: tuple[float, ...]) -> tuple[float, ...]:
+        if any(t <= 0 for t in tiers):
+            raise ValueError("retry tiers must be positive")
+        return tuple(sorted(set(tiers)))
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> Settings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("retry_max_seconds must be >= retry_base_seconds")
+        return self
+
+    @property
+    def worker_name(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{os.getpid()}"

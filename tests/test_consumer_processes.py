@@ -1,0 +1,442 @@
+"""Consumers as real processes: SIGTERM, kill -9 and ``warren dev``, on the real broker.
+
+Why processes and not in-process ``Consumer`` objects: what is promised here
+lives in signal handling, process exit and the broker's requeue of a dead
+connection's unacked deliveries. A SIGTERM drains in-flight tasks and exits 0;
+work cut off by the grace or by kill -9 comes back from the broker, so no task
+is ever lost (at most duplicated); ``warren dev`` starts and stops its children
+as one. Each child builds its settings from ``WARREN_*`` variables derived
+from the test's ``settings`` fixture, so it shares the test's namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import SecretStr
+
+from consumers import runner
+from service.envelope import Envelope, new_task_id
+from service.settings import Settings
+from service.topology import Declared, Names
+from tests.conftest import StartConsumer
+from tests.support import Events, drain, message_count
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """This process's environment, with ``WARREN_*`` set so that a child builds ``settings``.
+
+    Inherited ``WARREN_*`` variables are dropped: a field left unset here (None)
+    must stay unset in the child.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
+    values = settings.model_copy(update=overrides)
+    for name in Settings.model_fields:
+        value = getattr(values, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, tuple | list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        env[f"WARREN_{name.upper()}"] = text
+    return env
+
+
+class Child:
+    """A ``python -m service.cli ...`` process, its own session, its output in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:  # O_APPEND: `dev` and its children share it
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", *args],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: children of `dev` included
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def worker(self) -> str:
+        """The ``worker`` its events carry (``Settings.worker_name``: host:pid)."""
+        return f"{socket.gethostname()}:{self.pid}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, sig: signal.Signals) -> None:
+        self.popen.send_signal(sig)
+
+    async def exit_code(self, within: float) -> int:
+        await until(lambda: self.popen.poll() is not None, within, f"{self.pid} to exit", self)
+        return self.popen.returncode
+
+    async def wait_log(self, text: str, count: int = 1, within: float = 20) -> None:
+        def logged() -> bool:
+            assert self.popen.poll() is None, f"exited early:\n{self.log()[-4000:]}"
+            return self.log().count(text) >= count
+
+        await until(logged, within, f"{text!r} logged {count} times", self)
+
+    def group_alive(self) -> bool:
+        """Whether any process of its group (it, or a child it started) still exists."""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+
+Spawn = Callable[..., Child]
+
+
+@pytest.fixture
+def spawn(settings: Settings, declared: Declared, tmp_path: Path) -> Iterator[Spawn]:
+    """``spawn("consume", "--queue", "diag", consumer_grace_seconds=1)``: a child process.
+
+    It depends on ``declared`` (so on ``channel``), so it is torn down first:
+    every child, and whatever it started, is killed before the topology is deleted.
+    """
+    children: list[Child] = []
+
+    def start(*args: str, **overrides: Any) -> Child:
+        child = Child(
+            list(args),
+            settings_env(settings, **overrides),
+            tmp_path / f"child-{len(children)}-{args[0]}.log",
+        )
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.kill_group()
+
+
+def consumer(spawn: Spawn, queue: str = "diag", concurrency: int = 4, **overrides: Any) -> Child:
+    return spawn("consume", "--queue", queue, "--concurrency", str(concurrency), **overrides)
+
+
+async def publish(
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    payloads: list[dict[str, Any]],
+    type_: str = "diag.sleep",
+    queue: str = "diag",
+) -> list[str]:
+    """Publish first attempts straight to the work exchange (confirmed); their task ids."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        exchange = await channel.get_exchange(Names(settings.namespace).work_exchange)
+        ids: list[str] = []
+        for payload in payloads:
+            envelope = Envelope(
+                id=new_task_id(),
+                type=type_,
+                queue=queue,
+                body=orjson.dumps(payload),
+                attempt=1,
+                max_attempts=5,
+                timeout_seconds=60,
+                created_at=datetime.now(UTC),
+            )
+            await exchange.publish(envelope.to_message(), routing_key=queue, mandatory=True)
+            ids.append(envelope.id)
+        return ids
+    finally:
+        await channel.close()
+
+
+def task_ids(events: Events, status: str, worker: str | None = None) -> set[str]:
+    return {
+        e["task_id"]
+        for e in events.items
+        if e["status"] == status and worker in (None, e["worker"])
+    }
+
+
+def count(events: Events, status: str) -> Counter[str]:
+    return Counter(e["task_id"] for e in events.items if e["status"] == status)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_sigterm_lets_in_flight_tasks_finish_and_loses_none(
+    spawn: Spawn,
+    connection: AbstractRobustConnection,
+    channel: AbstractChannel,
+    settings: Settings,
+    events: Events,
+) -> None:
+    ids = await publish(connection, settings, [{"ms": 2000}] * 8)
+    first = consumer(spawn, concurrency=4, consumer_grace_seconds=3.0)
+    await events.wait_for(lambda _: len(task_ids(events, "running")) >= 4)
+    in_flight = task_ids(events, "running")
+    assert len(in_flight) == 4  # prefetch = concurrency: the other four were never delivered
+
+    first.send(signal.SIGTERM)
+    assert await first.exit_code(within=3.0 + 4) == 0, first.log()
+
+    # Every in-flight task ran to its end in the stopping process: none was cut off.
+    await events.wait_for(lambda _: in_flight <= task_ids(events, "succeeded"), timeout=5)
+    assert task_ids(events, "succeeded") == task_ids(events, "succeeded", first.worker)
+    assert task_ids(events, "succeeded") == in_flight
+    # Every task is accounted for: finished, or still waiting in the work queue.
+    waiting = await message_count(channel, work(settings))
+    assert len(task_ids(events, "succeeded")) + waiting == 8
+    assert waiting == 4
+
+    second = consumer(spawn, concurrency=4)
+    await events.wait_for(lambda _: task_ids(events, "succeeded") == set(ids), timeout=20)
+    second.send(signal.SIGTERM)
+    assert await second.exit_code(within=8) == 0, second.log()
+    # Acked before the exit, so nothing ran twice; and nothing failed.
+    assert count(events, "succeeded") == dict.fromkeys(ids, 1)
+    assert count(events, "running") == dict.fromkeys(ids, 1)
+    assert {e["status"] for e in events.items} == {"running", "succeeded"}
+
+
+async def test_sigterm_past_the_grace_requeues_the_cut_off_tasks(
+    spawn: Spawn,
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    declared: Declared,
+    events: Events,
+) -> None:
+    ids = await publish(connection, settings, [{"ms": 10_000}] * 4)
+    proc = consumer(spawn, concurrency=4, consumer_grace_seconds=1.0)
+    await events.wait_for(lambda _: task_ids(events, "running") == set(ids))
+
+    loop = asyncio.get_running_loop()
+    signalled = loop.time()
+    proc.send(signal.SIGTERM)
+    assert await proc.exit_code(within=1.0 + 6) == 0, proc.log()
+    assert loop.time() - signalled < 1.0 + 3, proc.log()  # not the 10 s the tasks wanted
+
+    # No outcome was reported for them: they were handed back, not failed or finished.
+    assert {e["status"] for e in events.items} == {"running"}
+    back = await drain(declared.queues[work(settings)], 4, timeout=5)
+    assert sorted(m.message_id or "" for m in back) == sorted(ids)
+    assert all(m.redelivered for m in back)
+
+
+async def test_kill_9_with_tasks_in_flight_loses_none(
+    spawn: Spawn,
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    events: Events,
+) -> None:
+    ids = await publish(connection, settings, [{"ms": 2000}] * 8)
+    victim = consumer(spawn, concurrency=4)
+    await events.wait_for(lambda _: len(task_ids(events, "running")) >= 4)
+    os.kill(victim.pid, signal.SIGKILL)
+    assert await victim.exit_code(within=5) == -signal.SIGKILL
+    cut_off = task_ids(events, "running", victim.worker)
+    assert len(cut_off) == 4
+    assert not task_ids(events, "succeeded", victim.worker)  # killed mid-sleep
+
+    survivor = consumer(spawn, concurrency=4)
+    await events.wait_for(lambda _: task_ids(events, "succeeded") == set(ids), timeout=25)
+    survivor.send(signal.SIGTERM)
+    assert await survivor.exit_code(within=8) == 0, survivor.log()
+
+    # The broker requeued the dead connection's unacked deliveries and they ran again,
+    # in the new process: at most one duplicate run per delivery the victim had prefetched.
+    duplicated = {task for task, runs in count(events, "running").items() if runs > 1}
+    assert 1 <= len(duplicated) <= 4
+    assert duplicated == cut_off
+    assert cut_off <= task_ids(events, "succeeded", survivor.worker)
+    assert all(n >= 1 for n in count(events, "succeeded").values())
+
+
+async def test_dev_serves_runs_a_task_and_stops_with_all_its_children(
+    spawn: Spawn, settings: Settings, events: Events
+) -> None:
+    port = free_port()
+    dev = spawn("dev", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        await ready(http, f"{base}/readyz", dev, within=20)
+        await dev.wait_log("consuming ", count=4)  # diag, email, media, webhooks
+        response = await http.post(
+            f"{base}/v1/tasks", json={"type": "diag.echo", "payload": {"message": "dev"}}
+        )
+        assert response.status == 202, await response.text()
+        accepted = await response.json()
+    assert len(accepted["id"]) == 32 and len(accepted["trace_id"]) == 32
+    final = await events.final(accepted["id"])
+    assert final["status"] == "succeeded" and final["result"] == {"message": "dev"}
+    assert final["trace_id"] == accepted["trace_id"]
+
+    dev.send(signal.SIGTERM)
+    assert await dev.exit_code(within=15) == 0, dev.log()
+    await no_group_left(dev, within=5)
+    assert dev.log().count("consumer of ") == 4  # each consumer drained and said so
+    assert "gateway stopped" in dev.log()
+
+
+async def test_dev_stops_everything_and_fails_when_a_child_fails(
+    spawn: Spawn, settings: Settings
+) -> None:
+    # Every task timeout cap is above this, so every consumer refuses to start.
+    dev = spawn("dev", "--port", str(free_port()), broker_consumer_timeout_seconds=100.0)
+    assert await dev.exit_code(within=15) == 1, dev.log()
+    await no_group_left(dev, within=5)
+    assert "stopping the others" in dev.log()
+
+
+@pytest.mark.parametrize("command", ["consume", "gateway"])
+async def test_sigterm_during_start_up_exits_cleanly_at_once(spawn: Spawn, command: str) -> None:
+    nobody = f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # start-up keeps retrying to connect
+    args = ["--queue", "diag"] if command == "consume" else ["--port", str(free_port())]
+    proc = spawn(command, *args, broker_url=nobody, connect_timeout_seconds=30.0)
+    await proc.wait_log("Retrying")
+
+    proc.send(signal.SIGTERM)
+    assert await proc.exit_code(within=3) == 0, proc.log()
+    assert "Traceback" not in proc.log()
+
+
+async def test_a_blocked_sync_handler_does_not_hold_the_exit_past_the_grace(
+    spawn: Spawn,
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    declared: Declared,
+    events: Events,
+) -> None:
+    # Connections to a listening socket nobody accepts from complete (in the kernel's
+    # backlog) and then hear nothing: email.send, a sync handler, waits 30 s for a greeting.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        mail = {"to": ["a@example.com"], "subject": "hi", "text": "hello"}
+        [task] = await publish(connection, settings, [mail], "email.send", "email")
+        proc = consumer(
+            spawn, "email", 2, consumer_grace_seconds=1.0, smtp_port=port, smtp_timeout_seconds=30.0
+        )
+        await events.wait_for(lambda _: task in task_ids(events, "running"))
+
+        proc.send(signal.SIGTERM)
+        assert await proc.exit_code(within=1.0 + 4) == 0, proc.log()
+        assert "sync handlers still running after the grace" in proc.log()
+    [back] = await drain(declared.queues[work(settings, "email")], 1, timeout=5)
+    assert back.message_id == task and back.redelivered
+
+
+async def test_a_delivery_arriving_while_stopping_is_given_back_unstarted(
+    start_consumer: StartConsumer,
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    declared: Declared,
+    events: Events,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process: the broker may dispatch until it has processed our basic.cancel."""
+    consumer = await start_consumer("diag", concurrency=4)
+    given_back: list[str] = []
+
+    async def give_back(delivery: AbstractIncomingMessage) -> None:
+        given_back.append(delivery.message_id or "")
+        await runner_give_back(delivery)
+
+    async def late_delivery_then_cancel() -> None:
+        # stop() has begun, and the consumer is not cancelled yet: a task arrives now.
+        late.extend(await publish(connection, settings, [{"message": "late"}], "diag.echo"))
+        await until(lambda: bool(given_back), 5, "the late delivery")
+        await cancel()
+
+    late: list[str] = []
+    runner_give_back, cancel = runner._give_back, consumer._cancel_consumer
+    monkeypatch.setattr(runner, "_give_back", give_back)
+    monkeypatch.setattr(consumer, "_cancel_consumer", late_delivery_then_cancel)
+    await consumer.stop(grace=1)
+
+    assert set(given_back) == set(late)
+    assert events.items == []  # never started: no running event
+    [back] = await drain(declared.queues[work(settings)], 1, timeout=5)
+    assert back.message_id == late[0] and back.redelivered
+
+
+def test_settings_env_round_trips(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "environ", settings_env(settings, consumer_grace_seconds=2.5))
+    assert Settings() == settings.model_copy(update={"consumer_grace_seconds": 2.5})
+
+
+# --- helpers of the tests above ----------------------------------------------------------
+
+
+def work(settings: Settings, queue: str = "diag") -> str:
+    return Names(settings.namespace).work_queue(queue)
+
+
+async def until(
+    predicate: Callable[[], bool], within: float, what: str, proc: Child | None = None
+) -> None:
+    """Poll ``predicate`` until true; past ``within`` seconds fail, showing the child's log."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            log = f":\n{proc.log()[-4000:]}" if proc else ""
+            raise AssertionError(f"waited {within}s for {what}{log}")
+        await asyncio.sleep(0.05)
+
+
+async def ready(http: aiohttp.ClientSession, url: str, proc: Child, within: float) -> None:
+    """Poll ``url`` until it answers 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        assert proc.popen.poll() is None, f"exited early:\n{proc.log()[-4000:]}"
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {within}s:\n{proc.log()[-4000:]}")
+
+
+async def no_group_left(proc: Child, within: float) -> None:
+    """Neither the process nor anything it started is still running."""
+    await until(lambda: not proc.group_alive(), within, f"every process of {proc.pid}", proc)

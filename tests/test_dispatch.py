@@ -1,0 +1,53 @@
+"""Prefetch bounds what one consumer holds, and consumers of one queue share it fairly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from service.settings import Settings
+from service.topology import Declared, Names
+from tests.conftest import StartConsumer
+from tests.support import Events
+from tests.test_envelope import sample_envelope
+
+
+async def publish_sleeps(declared: Declared, settings: Settings, count: int, ms: int) -> list[str]:
+    exchange = declared.exchanges[Names(settings.namespace).work_exchange]
+    ids = []
+    for _ in range(count):
+        envelope = sample_envelope(type="diag.sleep", body=b'{"ms":%d}' % ms)
+        await exchange.publish(envelope.to_message(), routing_key="diag")
+        ids.append(envelope.id)
+    return ids
+
+
+async def test_prefetch_limits_in_flight_deliveries_per_consumer(
+    start_consumer: StartConsumer, declared: Declared, settings: Settings, events: Events
+) -> None:
+    consumer = await start_consumer("diag", concurrency=2)
+    ids = await publish_sleeps(declared, settings, 6, 300)
+    peak = 0
+    async with asyncio.timeout(20):
+        while len([e for e in events.items if e["status"] == "succeeded"]) < len(ids):
+            peak = max(peak, consumer.inflight)
+            await asyncio.sleep(0.01)
+    assert peak == 2
+
+
+async def test_two_consumers_share_a_queue_fairly(
+    start_consumer: StartConsumer, declared: Declared, settings: Settings, events: Events
+) -> None:
+    first = await start_consumer(
+        "diag", concurrency=1, settings_=settings.model_copy(update={"worker_id": "first"})
+    )
+    second = await start_consumer(
+        "diag", concurrency=1, settings_=settings.model_copy(update={"worker_id": "second"})
+    )
+    assert (first.worker, second.worker) == ("first", "second")
+    ids = await publish_sleeps(declared, settings, 10, 100)
+    await events.wait_for(lambda items: sum(e["status"] == "succeeded" for e in items) == 10)
+    by_worker = Counter(e["worker"] for e in events.items if e["status"] == "succeeded")
+    assert set(by_worker) == {"first", "second"}
+    assert all(4 <= n <= 6 for n in by_worker.values()), by_worker
+    assert sorted(e["task_id"] for e in events.items if e["status"] == "succeeded") == sorted(ids)
