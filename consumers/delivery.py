@@ -1,38 +1,37 @@
 """One delivery, top to bottom: extract trace context → decode → run handler → settle.
 
-Settling is confirmed publishes first, ack last: the retry message, dead
-letter and lifecycle event are all on the broker before the original is
-acked, so a crash in between can only duplicate, never lose. Nothing is ever
-requeued with ``nack`` for a handler failure (that would loop a poison message
-at the head of the queue); ``nack(requeue=True)`` is kept for the two cases
-where the task itself never ran to an outcome: shutdown and a failed settle.
+Everything about one delivery happens inside its ``process <queue>`` span and
+with its task ids bound to the log context, so traces and log lines of an
+attempt carry the same ids. How the outcome reaches the broker is
+``consumers.settle``'s business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
+from consumers.cancellation import Cancellations, TaskCancelled, settle_cancelled
 from consumers.context import Resources, TaskContext
-from consumers.outcome import DeadLetter, Outcome, RetryIn, Succeeded, decide
+from consumers.outcome import Outcome, Succeeded, decide
 from consumers.registry import Handler
-from service.amqp import Publisher
+from consumers.settle import Settler, requeue
 from service.contracts import Backoff
-from service.envelope import Envelope, dead_letter_message
-from service.errors import DecodeError, PublishError
-from service.events import Status, event_body
+from service.envelope import H_ATTEMPT, Envelope
+from service.errors import DecodeError
+from service.logs import bound_task
+from service.metrics import HANDLER_DURATION, INFLIGHT, REDELIVERIES
 from service.settings import Settings
 from service.telemetry import extract, tracer
 
@@ -54,38 +53,76 @@ class DeliveryProcessor:
         self,
         queue: str,
         handlers: dict[str, Handler[Any]],
-        publisher: Publisher,
+        settler: Settler,
         settings: Settings,
         executor: Executor,
         resources: Resources,
         worker: str,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self.queue = queue
         self._handlers = handlers
-        self._publisher = publisher
+        self._settler = settler
         self._settings = settings
         self._executor = executor
         self._resources = resources
         self._worker = worker
+        self._cancellations = cancellations or Cancellations()
+        self._labels = {"queue": queue}
         self._default_backoff = Backoff(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.retry_jitter
         )
 
     async def process(self, delivery: AbstractIncomingMessage) -> None:
-        with tracer().start_as_current_span(
-            f"process {self.queue}",
-            context=extract(delivery.headers or {}),
-            kind=trace.SpanKind.CONSUMER,
-            attributes=self._span_attributes(delivery),
-        ) as span:
-            envelope: Envelope | None = None
+        headers = delivery.headers or {}
+        with (
+            tracer().start_as_current_span(
+                f"process {self.queue}",
+                context=extract(headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes=self._span_attributes(delivery),
+            ) as span,
+            bound_task(
+                task_id=delivery.message_id,
+                task_type=delivery.type,
+                queue=self.queue,
+                attempt=headers.get(H_ATTEMPT),
+            ),
+        ):
+            INFLIGHT.add(1, self._labels)
             try:
-                envelope = Envelope.from_delivery(delivery)
-                decoded = self.decode(envelope, delivery.body)
-            except DecodeError as exc:
-                await self._dead_undecodable(delivery, envelope, exc, span)
-                return
-            await self._run_and_settle(delivery, decoded, span)
+                await self._process(delivery, span)
+            finally:
+                INFLIGHT.add(-1, self._labels)
+
+    async def _process(self, delivery: AbstractIncomingMessage, span: trace.Span) -> None:
+        if delivery.redelivered:
+            REDELIVERIES.add(1, self._labels)
+            log.info("redelivered: a previous delivery of this message was not settled")
+        envelope: Envelope | None = None
+        try:
+            envelope = Envelope.from_delivery(delivery)
+            decoded = self.decode(envelope, delivery.body)
+        except DecodeError as exc:
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, exc.reason)
+            span.set_attribute("warren.task.outcome", "dead")
+            await self._settler.settle_undecodable(delivery, envelope, exc.reason, str(exc))
+            return
+        if self._cancellations.is_cancelled(envelope.id):  # cancelled while queued or retrying
+            await settle_cancelled(self._settler, delivery, envelope)
+            return
+        running = self._settler.running(envelope)
+        try:
+            outcome = await self._attempt(decoded, delivery.redelivered or False, span)
+        except TaskCancelled:  # cancelled while running
+            await settle_cancelled(self._settler, delivery, envelope, running)
+            return
+        except asyncio.CancelledError:
+            running.cancel()
+            await requeue(delivery, "the consumer is stopping")
+            raise
+        await self._settler.settle(delivery, envelope, outcome, running)
 
     def decode(self, envelope: Envelope, body: bytes) -> Decoded:
         """The envelope's handler and validated payload, or ``DecodeError`` with a reason."""
@@ -103,26 +140,27 @@ class DeliveryProcessor:
             raise DecodeError(reason, _short_errors(exc)) from None
         return Decoded(envelope, handler, payload)
 
-    async def _run_and_settle(
-        self, delivery: AbstractIncomingMessage, decoded: Decoded, span: trace.Span
-    ) -> None:
+    async def _attempt(self, decoded: Decoded, redelivered: bool, span: trace.Span) -> Outcome:
+        """Run the handler once and say how it ended (never raises for a handler failure)."""
         envelope = decoded.envelope
         span.set_attribute("warren.task.attempt", envelope.attempt)
-        running = asyncio.ensure_future(self._event(envelope, Status.RUNNING))
+        started = time.perf_counter()
         try:
-            result = await self._run(decoded, delivery.redelivered or False)
+            result = await self._cancellations.guard(
+                envelope.id, self._run(decoded, redelivered), interruptible=decoded.handler.is_async
+            )
             outcome: Outcome = Succeeded(_bounded_result(result))
-        except asyncio.CancelledError:
-            await _requeue(delivery, running, "the consumer is stopping")
-            raise
         except Exception as exc:  # a handler failure of any kind is an outcome, not a crash
             span.record_exception(exc)
             backoff = decoded.handler.contract.backoff or self._default_backoff
             outcome = decide(exc, envelope, backoff, self._settings.retry_tiers_seconds)
-        span.set_attribute("warren.task.outcome", type(outcome).__name__.lower())
-        if not isinstance(outcome, Succeeded):
             span.set_status(trace.StatusCode.ERROR, outcome.error_type)
-        await self._settle(delivery, envelope, outcome, running)
+        finally:
+            HANDLER_DURATION.record(
+                time.perf_counter() - started, {"queue": self.queue, "type": envelope.type}
+            )
+        span.set_attribute("warren.task.outcome", type(outcome).__name__.lower())
+        return outcome
 
     async def _run(self, decoded: Decoded, redelivered: bool) -> Any:
         envelope, handler = decoded.envelope, decoded.handler
@@ -145,105 +183,6 @@ class DeliveryProcessor:
             run_in_context = functools.partial(contextvars.copy_context().run, call)
             return await asyncio.get_running_loop().run_in_executor(self._executor, run_in_context)
 
-    async def _settle(
-        self,
-        delivery: AbstractIncomingMessage,
-        envelope: Envelope,
-        outcome: Outcome,
-        running: asyncio.Future[None],
-    ) -> None:
-        try:
-            await running  # events of one task stay in order: running before its outcome
-            match outcome:
-                case Succeeded(result=result):
-                    await self._event(envelope, Status.SUCCEEDED, result=result)
-                case RetryIn(tier=tier):
-                    await self._publisher.publish_retry(envelope, tier)
-                    await self._event(
-                        envelope,
-                        Status.RETRYING,
-                        next_delay_seconds=tier,
-                        error_type=outcome.error_type,
-                        error=outcome.error,
-                    )
-                    log.warning(
-                        "task %s attempt %d failed (%s); retry in %ss",
-                        envelope.id,
-                        envelope.attempt,
-                        outcome.error_type,
-                        tier,
-                    )
-                case DeadLetter(reason=reason):
-                    await self._dead(
-                        delivery, reason, outcome.error_type, outcome.error, envelope.attempt
-                    )
-                    await self._event(
-                        envelope,
-                        Status.DEAD,
-                        reason=reason,
-                        error_type=outcome.error_type,
-                        error=outcome.error,
-                    )
-            await delivery.ack()
-        except PublishError as exc:
-            await _requeue(delivery, None, f"settling failed: {exc}")
-        except (AMQPError, ChannelInvalidStateError) as exc:
-            log.warning("task %s: ack failed (%r); the broker will redeliver it", envelope.id, exc)
-
-    async def _dead_undecodable(
-        self,
-        delivery: AbstractIncomingMessage,
-        envelope: Envelope | None,
-        exc: DecodeError,
-        span: trace.Span,
-    ) -> None:
-        """Dead-letter what cannot run; with a readable envelope, tell the event stream too."""
-        span.record_exception(exc)
-        span.set_status(trace.StatusCode.ERROR, exc.reason)
-        span.set_attribute("warren.task.outcome", "deadletter")
-        try:
-            await self._dead(delivery, exc.reason, "DecodeError", str(exc), 0)
-            if envelope is not None:
-                await self._event(
-                    envelope,
-                    Status.DEAD,
-                    reason=exc.reason,
-                    error_type="DecodeError",
-                    error=str(exc),
-                )
-            await delivery.ack()
-        except PublishError as err:
-            await _requeue(delivery, None, f"dead-lettering failed: {err}")
-
-    async def _dead(
-        self,
-        delivery: AbstractIncomingMessage,
-        reason: str,
-        error_type: str,
-        error: str,
-        attempts: int,
-    ) -> None:
-        message = dead_letter_message(
-            delivery,
-            reason=reason,
-            error_type=error_type,
-            error=error,
-            queue=self.queue,
-            attempts=attempts,
-        )
-        await self._publisher.publish_dead(message, self.queue)
-        log.error(
-            "message %s on %s dead-lettered: %s (%s: %s)",
-            delivery.message_id,
-            self.queue,
-            reason,
-            error_type,
-            error,
-        )
-
-    async def _event(self, envelope: Envelope, status: Status, **details: Any) -> None:
-        await self._publisher.publish_event(event_body(envelope, status, self._worker, **details))
-
     def _span_attributes(self, delivery: AbstractIncomingMessage) -> dict[str, Any]:
         return {
             "messaging.system": "rabbitmq",
@@ -255,18 +194,6 @@ class DeliveryProcessor:
             "warren.task.id": delivery.message_id or "",
             "warren.task.type": delivery.type or "",
         }
-
-
-async def _requeue(
-    delivery: AbstractIncomingMessage, running: asyncio.Future[None] | None, why: str
-) -> None:
-    """Give the delivery back to the broker unsettled; it is redelivered, never lost."""
-    if running is not None:
-        running.cancel()
-    log.warning("requeueing %s: %s", delivery.message_id, why)
-    # If the channel is gone, the broker requeues every unacked delivery by itself.
-    with contextlib.suppress(AMQPError, ChannelInvalidStateError):
-        await delivery.nack(requeue=True)
 
 
 def _bounded_result(result: Any) -> Any:

@@ -16,103 +16,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import queue as queue_module
 import signal
-import threading
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 
+from consumers.cancellation import Cancellations
 from consumers.context import Resources
 from consumers.delivery import DeliveryProcessor
+from consumers.health import HealthServer
 from consumers.registry import Registry, check_timeouts
+from consumers.settle import Settler
+from consumers.threads import HandlerThreads
 from service import topology
 from service.amqp import Publisher, connect
 from service.contracts import Catalog
+from service.metrics import QUEUE_DEPTHS
 from service.settings import Settings
-from service.telemetry import setup_tracing
+from service.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 BROKER_CALL_TIMEOUT = 5.0  # bounds each shutdown step that talks to the broker
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-class HandlerThreads(Executor):
-    """Up to ``size`` daemon threads for synchronous handlers, started as work arrives.
-
-    Not a ``ThreadPoolExecutor``: Python joins its threads at interpreter exit,
-    so one sync handler still running after the grace (its delivery already
-    requeued, its asyncio side cancelled) would hold the process past SIGTERM
-    for as long as it blocks. Daemon threads do not hold the exit.
-    """
-
-    def __init__(self, size: int, name: str) -> None:
-        self._size = size
-        self._name = name
-        self._work: queue_module.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue_module.SimpleQueue()
-        )
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._running = 0
-        self._shutdown = False
-
-    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new work after shutdown")
-            future: Future[_T] = Future()
-            self._work.put((future, functools.partial(fn, *args, **kwargs)))
-            if len(self._threads) < self._size:
-                thread = threading.Thread(
-                    target=self._worker, name=f"{self._name}-{len(self._threads)}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
-            return future
-
-    def _worker(self) -> None:
-        while (item := self._work.get()) is not None:
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            with self._lock:
-                self._running += 1
-            try:
-                result = call()
-            except BaseException as exc:  # handed to the awaiting coroutine, as a pool does
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            finally:
-                with self._lock:
-                    self._running -= 1
-
-    @property
-    def running(self) -> int:
-        """Handlers running now (after ``shutdown``: the ones cut off, left to finish alone)."""
-        return self._running
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            if not self._shutdown:
-                self._shutdown = True
-                if cancel_futures:
-                    with contextlib.suppress(queue_module.Empty):
-                        while (item := self._work.get_nowait()) is not None:
-                            item[0].cancel()
-                for _ in self._threads:
-                    self._work.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
+DEPTH_INTERVAL = 5.0  # seconds between samples of this queue's depths for /metrics
 
 
 class Consumer:
@@ -125,6 +52,7 @@ class Consumer:
         registry: Registry,
         queue: str,
         concurrency: int | None = None,
+        health_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -141,9 +69,22 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._stopped = False
+        port = settings.health_port if health_port is None else health_port
+        self._health = HealthServer(lambda: self.ready, settings.http_host, port) if port else None
+        self._depths: asyncio.Task[None] | None = None
+        self._sampled = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, not stopping, and both broker connections up."""
+        return (
+            self._consumer_tag is not None
+            and not self._stopped
+            and all(c.connected.is_set() for c in self._connections)
+        )
 
     async def start(self) -> None:
-        setup_tracing(self.settings, f"consumer-{self.queue}")
+        setup_telemetry(self.settings, f"consumer-{self.queue}")
         publishing = await connect(self.settings, f"{self.queue}-publish")
         self._connections.append(publishing)
         consuming = await connect(self.settings, f"{self.queue}-consume")
@@ -151,14 +92,18 @@ class Consumer:
         publisher = await Publisher.open(
             publishing, self._topology, self.settings.publish_timeout_seconds
         )
+        # Before the first delivery: every cancellation broadcast so far (the control stream).
+        cancellations = Cancellations(self.settings.cancellation_retention_seconds)
+        await cancellations.follow(consuming, publisher, self._topology)
         processor = DeliveryProcessor(
             self.queue,
             self._handlers,
-            publisher,
+            Settler(self.queue, publisher, self.worker),
             self.settings,
             self._executor,
             self._resources,
             self.worker,
+            cancellations,
         )
         channel = await consuming.channel()
         await channel.set_qos(prefetch_count=self.concurrency)
@@ -180,6 +125,11 @@ class Consumer:
                 self._inflight.discard(task)
 
         self._consumer_tag = await self._queue.consume(on_delivery)
+        self._depths = asyncio.create_task(self._sample_depths(publishing))
+        if self._health is not None:
+            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                await self._sampled.wait()  # the first scrape already shows queue depths
+            await self._health.start()
         log.info(
             "consuming %s (worker %s, concurrency %d)",
             self._queue.name,
@@ -202,6 +152,8 @@ class Consumer:
         grace = self.settings.consumer_grace_seconds if grace is None else grace
         deadline = asyncio.get_running_loop().time() + grace
         try:
+            if self._depths is not None:
+                self._depths.cancel()
             await self._cancel_consumer()
             await self._drain(deadline)
             await self._resources.close()
@@ -213,6 +165,8 @@ class Consumer:
                     log.warning("closing a broker connection failed: %r", exc)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._health is not None:
+                await self._health.stop()
         if self._executor.running:
             log.warning(
                 "%d sync handlers still running after the grace; their deliveries were "
@@ -220,6 +174,29 @@ class Consumer:
                 self._executor.running,
             )
         log.info("consumer of %s stopped", self.queue)
+
+    async def _sample_depths(self, connection: AbstractRobustConnection) -> None:
+        """Sample ready counts of this queue's work, retry and dead queues for /metrics."""
+        names = self._topology.names
+        kinds = {
+            "work": [names.work_queue(self.queue)],
+            "dead": [names.dead_queue(self.queue)],
+            "retry": [names.retry_queue(self.queue, t) for t in self._topology.tiers],
+        }
+        channel = await connection.channel(publisher_confirms=False)
+        while True:
+            try:
+                raw = await channel.get_underlay_channel()
+                for kind, queues in kinds.items():
+                    counts = [
+                        (await raw.queue_declare(q, passive=True)).message_count or 0
+                        for q in queues
+                    ]
+                    QUEUE_DEPTHS[(self.queue, kind)] = sum(counts)
+            except Exception as exc:  # a sample missed during a reconnect is not worth more
+                log.debug("queue depth sample failed: %r", exc)
+            self._sampled.set()
+            await asyncio.sleep(DEPTH_INTERVAL)
 
     async def _cancel_consumer(self) -> None:
         if self._queue is None or self._consumer_tag is None:
@@ -252,7 +229,12 @@ async def _give_back(delivery: AbstractIncomingMessage) -> None:
 
 
 async def run(
-    settings: Settings, catalog: Catalog, registry: Registry, queue: str, concurrency: int | None
+    settings: Settings,
+    catalog: Catalog,
+    registry: Registry,
+    queue: str,
+    concurrency: int | None,
+    health_port: int | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
 
@@ -260,7 +242,7 @@ async def run(
     signal: a SIGTERM while still connecting (which retries for up to
     ``connect_timeout_seconds``) abandons the start and exits cleanly at once.
     """
-    consumer = Consumer(settings, catalog, registry, queue, concurrency)
+    consumer = Consumer(settings, catalog, registry, queue, concurrency, health_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aio_pika
@@ -27,6 +28,7 @@ from tenacity import (
 from service.envelope import Envelope
 from service.errors import PublishError
 from service.events import event_message
+from service.metrics import PUBLISH_CONFIRM
 from service.settings import Settings
 from service.topology import Declared, Names, Topology, declare
 
@@ -49,12 +51,23 @@ async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
         reraise=True,
     ):
         with attempt:
-            return await aio_pika.connect_robust(
-                settings.broker_url,
-                client_properties={"connection_name": f"warren-{name}"},
-                timeout=settings.connect_timeout_seconds,
-            )
+            return await _connect_once(settings, name)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+async def _connect_once(settings: Settings, name: str) -> AbstractRobustConnection:
+    """One attempt; a failed or cancelled one is closed, or its reconnect task outlives it
+    (a SIGTERM during start-up would then hang the process at exit)."""
+    connection = aio_pika.RobustConnection(
+        aio_pika.connection.make_url(settings.broker_url),
+        client_properties={"connection_name": f"warren-{name}"},
+    )
+    try:
+        await connection.connect(timeout=settings.connect_timeout_seconds)
+    except BaseException:
+        await asyncio.shield(connection.close())
+        raise
+    return connection
 
 
 class Publisher:
@@ -95,10 +108,10 @@ class Publisher:
     async def publish_task(self, envelope: Envelope) -> None:
         await self.publish(self.names.work_exchange, envelope.to_message(), envelope.queue)
 
-    async def publish_retry(self, envelope: Envelope, tier: float) -> None:
+    async def publish_retry(self, next_attempt: Envelope, tier: float) -> None:
         """Park the next attempt in its TTL tier queue; it comes back to the work queue."""
-        key = self.names.retry_key(envelope.queue, tier)
-        await self.publish(self.names.retry_exchange, envelope.next_attempt().to_message(), key)
+        key = self.names.retry_key(next_attempt.queue, tier)
+        await self.publish(self.names.retry_exchange, next_attempt.to_message(), key)
 
     async def publish_dead(self, message: aio_pika.Message, queue: str) -> None:
         await self.publish(self.names.dead_exchange, message, queue)
@@ -114,9 +127,13 @@ class Publisher:
         """Return only once the broker has confirmed the message; else raise ``PublishError``."""
         if not self._connection.connected.is_set():
             raise PublishError("not connected to the broker")
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
+            PUBLISH_CONFIRM.record(
+                time.perf_counter() - started, {"exchange": exchange.rsplit(".", 1)[-1]}
+            )
         except TimeoutError as exc:
             raise PublishError(f"no confirm within {self._timeout}s (outcome unknown)") from exc
         except aio_pika.exceptions.PublishError as exc:

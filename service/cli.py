@@ -13,18 +13,18 @@ import contextlib
 import json
 import logging
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from service import topology
+from service import tasks_cli, topology
 from service.amqp import connect
+from service.logs import setup_logging
 from service.settings import Settings
 from service.tasks import CATALOG
+from service.telemetry import shutdown_telemetry
 
 log = logging.getLogger("warren")
 
@@ -75,7 +75,10 @@ async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v}
-    _run(serve_gateway(Settings(**overrides)))
+    try:
+        _run(serve_gateway(Settings(**overrides)))
+    finally:
+        shutdown_telemetry()
     return 0
 
 
@@ -83,91 +86,17 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from consumers.handlers import REGISTRY
     from consumers.runner import run
 
-    _run(run(Settings(), CATALOG, REGISTRY, args.queue, args.concurrency))
+    try:
+        _run(run(Settings(), CATALOG, REGISTRY, args.queue, args.concurrency, args.health_port))
+    finally:
+        shutdown_telemetry()
     return 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Gateway and one consumer per known queue, as child processes; Ctrl-C stops them all.
+    from service.dev import run_dev
 
-    Exits 0 only when stopped by a signal and every child then stopped cleanly;
-    a child that exits on its own (e.g. a consumer with a missing handler) stops
-    the others and makes the exit status 1. Children that outlive their grace
-    are killed, so the supervisor itself never hangs.
-    """
-    me = [sys.executable, "-m", "service.cli"]
-    commands = [[*me, "gateway", *(["--port", str(args.port)] if args.port else [])]]
-    commands += [[*me, "consume", "--queue", q] for q in CATALOG.queues]
-    children = _Children(stop_timeout=Settings().consumer_grace_seconds + 10)
-    # Handlers first: a signal while children are being started must still stop them all.
-    previous = {
-        sig: signal.signal(sig, children.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        return children.supervise(commands)
-    finally:
-        children.kill_leftovers()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class _Children:
-    """The child processes of ``warren dev``; each gets SIGTERM at most once."""
-
-    def __init__(self, stop_timeout: float) -> None:
-        self.stop_timeout = stop_timeout
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.signalled = False
-        # Signalled once each: a second SIGTERM may arrive after a child's event loop has
-        # closed and restored the default action, and kill a child that stopped cleanly.
-        self._asked: set[int] = set()
-
-    def on_signal(self, signum: int, _frame: object) -> None:
-        self.signalled = True
-        self.stop()
-
-    def stop(self) -> None:
-        for child in self.processes:
-            if child.poll() is None and child.pid not in self._asked:
-                self._asked.add(child.pid)
-                child.send_signal(signal.SIGTERM)
-
-    def supervise(self, commands: list[list[str]]) -> int:
-        for command in commands:
-            if self.signalled:
-                break
-            self.processes.append(subprocess.Popen(command))
-        while not self.signalled and all(c.poll() is None for c in self.processes):
-            time.sleep(0.2)
-        failed = [c for c in self.processes if c.poll() is not None and c.pid not in self._asked]
-        for child in failed:
-            log.error("%s exited with %s; stopping the others", _describe(child), child.returncode)
-        self.stop()
-        codes = [self._wait_or_kill(c) for c in self.processes]
-        # A child that got SIGTERM before installing its handler was still starting and held
-        # no work: dying of that signal is a clean stop too.
-        clean = all(code in (0, -signal.SIGTERM) for code in codes)
-        return 0 if self.signalled and not failed and clean else 1
-
-    def _wait_or_kill(self, child: subprocess.Popen[bytes]) -> int:
-        try:
-            return child.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            log.error("%s did not stop within %ss; killing it", _describe(child), self.stop_timeout)
-            child.kill()
-            return child.wait()
-
-    def kill_leftovers(self) -> None:
-        """Only reached with live children if supervising raised: never leave orphans."""
-        for child in self.processes:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-def _describe(child: subprocess.Popen[bytes]) -> str:
-    args = child.args
-    return " ".join(map(str, args[-3:])) if isinstance(args, list) else str(args)
+    return run_dev(args.port)
 
 
 async def _apply(settings: Settings) -> None:
@@ -210,6 +139,13 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks live in ``service.bench``, imported only when asked for."""
+    from service.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="warren", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -220,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("consume", help="run a consumer of one queue")
     c.add_argument("--queue", required=True, choices=CATALOG.queues)
     c.add_argument("--concurrency", type=int)
+    c.add_argument("--health-port", type=int, help="port of /healthz, /readyz, /metrics; 0 = off")
     c.set_defaults(func=cmd_consume)
     d = sub.add_parser("dev", help="gateway + one consumer per queue, for a laptop")
     d.add_argument("--port", type=int)
@@ -228,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["apply", "export"])
     t.add_argument("--vhost", default="/", help="vhost written into exported definitions")
     t.set_defaults(func=cmd_topology)
+    tasks_cli.add_parser(sub)  # `warren tasks get|list|watch|cancel`, over the HTTP API
+    b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="MODE ...")
+    b.set_defaults(func=cmd_bench)
     s = sub.add_parser("settings", help="print the effective settings")
     s.add_argument("--markdown", action="store_true", help="the README's configuration table")
     s.set_defaults(func=cmd_settings)
@@ -237,10 +178,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command != "settings":
-        logging.basicConfig(
-            level=Settings().log_level,
-            format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-        )
+        setup_logging(Settings(), args.command)
     result: int = args.func(args)
     return result
 

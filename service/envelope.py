@@ -102,8 +102,17 @@ class Envelope:
     def attempts_left(self) -> bool:
         return self.attempt < self.max_attempts
 
-    def next_attempt(self) -> Envelope:
-        return replace(self, attempt=self.attempt + 1)
+    def next_attempt(self, trace_context: dict[str, str] | None = None) -> Envelope:
+        """The envelope of the next attempt; ``trace_context`` (``traceparent``/``tracestate``
+        of the span publishing it) makes that attempt a child of the one that failed."""
+        if trace_context is None:
+            return replace(self, attempt=self.attempt + 1)
+        return replace(
+            self,
+            attempt=self.attempt + 1,
+            traceparent=clean_traceparent(trace_context.get(H_TRACEPARENT)) or self.traceparent,
+            tracestate=clean_tracestate(trace_context.get(H_TRACESTATE)),
+        )
 
     def headers(self) -> dict[str, Any]:
         headers: dict[str, Any] = {

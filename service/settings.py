@@ -92,6 +92,25 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(
         5, ge=1, description="`Retry-After` sent with a 503 when the broker cannot take a task."
     )
+    store_url: str = Field(
+        "sqlite:///var/warren.db",
+        description="Where task records are kept: `sqlite:///path` (relative; `sqlite:////abs`) "
+        "for one gateway process, or `postgresql://user@host/db` (`?search_path=schema` "
+        "optional) shared by several gateway replicas. The schema is created and migrated "
+        "at start-up.",
+    )
+    store_retention_days: float = Field(
+        7.0,
+        gt=0,
+        description="Task records untouched for this long are pruned (checked hourly).",
+    )
+    recorder_batch_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Most lifecycle events the gateway's recorder writes in one transaction; "
+        "it holds up to twice this many unacknowledged (its prefetch).",
+    )
 
     # --- consumers ---------------------------------------------------------
     consumer_concurrency: int = Field(
@@ -105,8 +124,23 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long in-flight tasks may finish before they are requeued.",
     )
+    health_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="Port of a consumer's `/healthz`, `/readyz` and `/metrics` "
+        "(on `WARREN_HTTP_HOST`; 0 = off). The gateway serves them on its own port.",
+    )
     worker_id: str | None = Field(
         None, description="Name of this consumer in events and logs (default: host:pid)."
+    )
+    cancellation_retention_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        le=604_800,
+        description="How long consumers remember a cancelled task id; a consumer starting "
+        "later reads the control stream this far back (it keeps 7 days). Keep it above the "
+        "longest retry tier.",
     )
 
     # --- telemetry ---------------------------------------------------------
@@ -120,6 +154,14 @@ class Settings(BaseSettings):
         1.0, ge=0, le=1, description="Fraction of new traces that are sampled."
     )
     log_level: str = Field("INFO", description="Root log level.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one JSON object per line; `text`: readable in a terminal."
+    )
+    jaeger_ui_url: str | None = Field(
+        None,
+        description="Base URL of the Jaeger UI (e.g. `http://127.0.0.1:16686`); task records "
+        "then link to their trace.",
+    )
 
     # --- example handlers --------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="SMTP server for `email.send`.")

@@ -1,17 +1,22 @@
-"""Tracing set-up and W3C trace-context propagation through message headers.
+"""Tracing and metrics set-up, and W3C trace-context propagation through message headers.
 
 An SDK tracer provider is always installed, even with no exporter, so every
-task gets a real trace id to hand back to the client; spans are exported
-only when ``otel_endpoint`` is set.
+task gets a real trace id to hand back to the client; spans are exported over
+OTLP/HTTP only when ``otel_endpoint`` is set. Metrics go through the
+OpenTelemetry API to a Prometheus reader, served as ``/metrics`` by the
+gateway and by each consumer. Both providers are process-global by
+OpenTelemetry's design, so they are installed once per process.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import context, trace
+from opentelemetry import context, metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -22,28 +27,67 @@ from service.envelope import clean_traceparent, clean_tracestate
 from service.settings import Settings
 
 _propagator = TraceContextTextMapPropagator()
-_provider: TracerProvider | None = None
+_tracer_provider: TracerProvider | None = None
+_meter_provider: MeterProvider | None = None
 log = logging.getLogger(__name__)
 
 
-def setup_tracing(settings: Settings, component: str) -> TracerProvider:
-    """Install the process's tracer provider once; later calls return the same one."""
-    global _provider  # noqa: PLW0603 - OpenTelemetry's provider is process-global by design
-    if _provider is not None:
-        return _provider
+def setup_telemetry(settings: Settings, component: str) -> None:
+    """Install the process's tracer and meter providers once; later calls change nothing."""
+    global _tracer_provider, _meter_provider  # noqa: PLW0603 - OpenTelemetry's are global
+    if _tracer_provider is not None:
+        return
     resource = Resource.create(
         {"service.name": settings.otel_service_name, "warren.component": component}
     )
     sampler = ParentBased(TraceIdRatioBased(settings.otel_sampling_ratio))
-    _provider = TracerProvider(resource=resource, sampler=sampler)
+    _tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     if settings.otel_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
-        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        _tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=1000)
+        )
         log.info("exporting traces to %s", endpoint)
-    trace.set_tracer_provider(_provider)
-    return _provider
+    trace.set_tracer_provider(_tracer_provider)
+
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    _meter_provider = MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
+    metrics.set_meter_provider(_meter_provider)
+    _instrument_aiohttp()
+
+
+def _instrument_aiohttp() -> None:
+    """The contrib instrumentations: SERVER spans for every aiohttp app of the process
+    (probe and scrape paths excluded), CLIENT spans and outgoing ``traceparent`` for every
+    client session (webhooks carry the task's trace to their receiver)."""
+    import os
+
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "healthz,readyz,metrics")
+    with warnings.catch_warnings():
+        # It swaps in a subclass of web.Application, which aiohttp discourages with a warning.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        AioHttpServerInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
+
+
+def shutdown_telemetry() -> None:
+    """Flush spans still buffered (a process exiting after SIGTERM must not drop its last trace)."""
+    if _tracer_provider is not None:
+        _tracer_provider.force_flush(timeout_millis=5000)
+        _tracer_provider.shutdown()
+
+
+def prometheus_text() -> tuple[bytes, str]:
+    """The ``/metrics`` body and content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def tracer() -> trace.Tracer:

@@ -7,6 +7,8 @@ gateway ──► <ns>.tasks (direct) ──key q──► <ns>.q ──► cons
             <ns>.q.retry.<tier>  ◄──key q.<tier>── <ns>.retry (direct)
   consumers ──► <ns>.dead (direct) ──key q──► <ns>.q.dead     (kept until inspected)
   consumers ──► <ns>.events (topic) ──key q.<status>──► whoever binds (status store, …)
+                        └──key #──► <ns>.events.recorder (durable: the gateways' recorders share it)
+    gateway ──► <ns>.control (fanout) ──► <ns>.control.log (stream: every consumer reads it all)
 ```
 
 Retry tiers are one TTL queue per (work queue, tier): a queue has one fixed
@@ -56,6 +58,20 @@ class Names:
     @property
     def events_exchange(self) -> str:
         return f"{self.namespace}.events"
+
+    @property
+    def recorder_queue(self) -> str:
+        """Every event, for the task store; durable, so events wait while no gateway runs."""
+        return f"{self.namespace}.events.recorder"
+
+    @property
+    def control_exchange(self) -> str:
+        return f"{self.namespace}.control"
+
+    @property
+    def control_stream(self) -> str:
+        """A stream (non-destructive log) of control messages such as cancellations."""
+        return f"{self.namespace}.control.log"
 
     def work_queue(self, queue: str) -> str:
         return f"{self.namespace}.{queue}"
@@ -159,6 +175,16 @@ def _queue_args(settings: Settings, **extra: Any) -> tuple[tuple[str, Any], ...]
     return tuple(sorted(args.items()))
 
 
+CONTROL_STREAM_ARGS = (
+    # Fixed, so that no setting change makes the declaration inequivalent: readers choose how
+    # far back to start (``cancellation_retention_seconds``, at most this age). Small segments,
+    # because retention drops whole segments only.
+    ("x-max-age", "7D"),
+    ("x-queue-type", "stream"),
+    ("x-stream-max-segment-size-bytes", 1_000_000),
+)
+
+
 def build(settings: Settings, queues: Iterable[str]) -> Topology:
     """The topology serving ``queues`` (task queue names, e.g. ``diag``)."""
     names = Names(settings.namespace)
@@ -169,9 +195,16 @@ def build(settings: Settings, queues: Iterable[str]) -> Topology:
         ExchangeSpec(names.retry_exchange, "direct"),
         ExchangeSpec(names.dead_exchange, "direct"),
         ExchangeSpec(names.events_exchange, "topic"),
+        ExchangeSpec(names.control_exchange, "fanout"),
     )
-    queue_specs: list[QueueSpec] = []
-    bindings: list[BindingSpec] = []
+    queue_specs: list[QueueSpec] = [
+        QueueSpec(names.recorder_queue, _queue_args(settings)),
+        QueueSpec(names.control_stream, CONTROL_STREAM_ARGS),
+    ]
+    bindings: list[BindingSpec] = [
+        BindingSpec(names.events_exchange, names.recorder_queue, "#"),
+        BindingSpec(names.control_exchange, names.control_stream, ""),
+    ]
     for q in served:
         work: dict[str, Any] = {
             "x-dead-letter-exchange": names.dead_exchange,
@@ -233,6 +266,13 @@ async def declare_work_queue(
     """Declare just the work queue of ``queue`` (on a consuming channel; the rest is declared
     on the publishing one)."""
     name = topology.names.work_queue(queue)
+    spec = next(q for q in topology.queues if q.name == name)
+    return await channel.declare_queue(name, durable=True, arguments=spec.args)
+
+
+async def declare_queue(channel: AbstractChannel, topology: Topology, name: str) -> AbstractQueue:
+    """Declare one queue of the topology by its full name (e.g. the recorder queue, on its own
+    consuming channel), with the arguments the topology gives it."""
     spec = next(q for q in topology.queues if q.name == name)
     return await channel.declare_queue(name, durable=True, arguments=spec.args)
 

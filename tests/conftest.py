@@ -6,8 +6,10 @@ A missing broker fails the run (connect raises); nothing is skipped.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -23,6 +25,7 @@ from service.contracts import Catalog
 from service.http.app import create_app
 from service.settings import Settings
 from service.tasks import CATALOG
+from tests.processes import Child, settings_env
 from tests.support import Events, capture_events
 
 BROKER_URL = os.environ.get("WARREN_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -31,9 +34,10 @@ FAST_TIERS = (0.2, 0.5, 1.0)
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: its own namespace, short retry tiers, short timeouts."""
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
     values: dict[str, Any] = {
         "broker_url": BROKER_URL,
-        "namespace": f"test-{uuid.uuid4().hex[:10]}",
+        "namespace": namespace,
         "retry_tiers_seconds": FAST_TIERS,
         "retry_base_seconds": 0.2,
         "retry_max_seconds": 1.0,
@@ -42,6 +46,10 @@ def make_settings(**overrides: Any) -> Settings:
         "connect_timeout_seconds": 5.0,
         "consumer_grace_seconds": 5.0,
         "http_port": 0,
+        # Each test's gateways keep records in their own file, never the repo's var/.
+        "store_url": f"sqlite:///{Path(tempfile.gettempdir()) / f'warren-{namespace}.db'}",
+        "health_port": 0,  # off: in-process consumers share one registry, read via the gateway
+        "log_format": "text",
     }
     values.update(overrides)
     return Settings(**values)
@@ -120,3 +128,31 @@ async def start_consumer(
     yield start
     for consumer in started:
         await consumer.stop(grace=1)
+
+
+Spawn = Callable[..., Child]
+
+
+@pytest.fixture
+def spawn(settings: Settings, declared: topology.Declared, tmp_path: Path) -> Iterator[Spawn]:
+    """``spawn("consume", "--queue", "diag", consumer_grace_seconds=1)``: a child process.
+
+    It depends on ``declared`` (so on ``channel``), so it is torn down first:
+    every child, and whatever it started, is killed before the topology is deleted.
+    """
+    children: list[Child] = []
+
+    def start(*args: str, **overrides: Any) -> Child:
+        child = Child(
+            list(args),
+            settings_env(settings, **overrides),
+            tmp_path / f"child-{len(children)}-{args[0]}.log",
+        )
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.kill_group()

@@ -12,140 +12,27 @@ from the test's ``settings`` fixture, so it shares the test's namespace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from pydantic import SecretStr
 
 from consumers import runner
 from service.envelope import Envelope, new_task_id
 from service.settings import Settings
 from service.topology import Declared, Names
-from tests.conftest import StartConsumer
+from tests.conftest import Spawn, StartConsumer
+from tests.processes import Child, free_port, ready, settings_env, until
 from tests.support import Events, drain, message_count
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    """This process's environment, with ``WARREN_*`` set so that a child builds ``settings``.
-
-    Inherited ``WARREN_*`` variables are dropped: a field left unset here (None)
-    must stay unset in the child.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
-    values = settings.model_copy(update=overrides)
-    for name in Settings.model_fields:
-        value = getattr(values, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, tuple | list | dict):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        env[f"WARREN_{name.upper()}"] = text
-    return env
-
-
-class Child:
-    """A ``python -m service.cli ...`` process, its own session, its output in a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as log:  # O_APPEND: `dev` and its children share it
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *args],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: children of `dev` included
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def worker(self) -> str:
-        """The ``worker`` its events carry (``Settings.worker_name``: host:pid)."""
-        return f"{socket.gethostname()}:{self.pid}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def send(self, sig: signal.Signals) -> None:
-        self.popen.send_signal(sig)
-
-    async def exit_code(self, within: float) -> int:
-        await until(lambda: self.popen.poll() is not None, within, f"{self.pid} to exit", self)
-        return self.popen.returncode
-
-    async def wait_log(self, text: str, count: int = 1, within: float = 20) -> None:
-        def logged() -> bool:
-            assert self.popen.poll() is None, f"exited early:\n{self.log()[-4000:]}"
-            return self.log().count(text) >= count
-
-        await until(logged, within, f"{text!r} logged {count} times", self)
-
-    def group_alive(self) -> bool:
-        """Whether any process of its group (it, or a child it started) still exists."""
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-
-Spawn = Callable[..., Child]
-
-
-@pytest.fixture
-def spawn(settings: Settings, declared: Declared, tmp_path: Path) -> Iterator[Spawn]:
-    """``spawn("consume", "--queue", "diag", consumer_grace_seconds=1)``: a child process.
-
-    It depends on ``declared`` (so on ``channel``), so it is torn down first:
-    every child, and whatever it started, is killed before the topology is deleted.
-    """
-    children: list[Child] = []
-
-    def start(*args: str, **overrides: Any) -> Child:
-        child = Child(
-            list(args),
-            settings_env(settings, **overrides),
-            tmp_path / f"child-{len(children)}-{args[0]}.log",
-        )
-        children.append(child)
-        return child
-
-    try:
-        yield start
-    finally:
-        for child in children:
-            child.kill_group()
 
 
 def consumer(spawn: Spawn, queue: str = "diag", concurrency: int = 4, **overrides: Any) -> Child:
@@ -192,13 +79,6 @@ def task_ids(events: Events, status: str, worker: str | None = None) -> set[str]
 
 def count(events: Events, status: str) -> Counter[str]:
     return Counter(e["task_id"] for e in events.items if e["status"] == status)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_sigterm_lets_in_flight_tasks_finish_and_loses_none(
@@ -408,33 +288,6 @@ def test_settings_env_round_trips(settings: Settings, monkeypatch: pytest.Monkey
 
 def work(settings: Settings, queue: str = "diag") -> str:
     return Names(settings.namespace).work_queue(queue)
-
-
-async def until(
-    predicate: Callable[[], bool], within: float, what: str, proc: Child | None = None
-) -> None:
-    """Poll ``predicate`` until true; past ``within`` seconds fail, showing the child's log."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            log = f":\n{proc.log()[-4000:]}" if proc else ""
-            raise AssertionError(f"waited {within}s for {what}{log}")
-        await asyncio.sleep(0.05)
-
-
-async def ready(http: aiohttp.ClientSession, url: str, proc: Child, within: float) -> None:
-    """Poll ``url`` until it answers 200."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        assert proc.popen.poll() is None, f"exited early:\n{proc.log()[-4000:]}"
-        with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {within}s:\n{proc.log()[-4000:]}")
 
 
 async def no_group_left(proc: Child, within: float) -> None:

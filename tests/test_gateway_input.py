@@ -532,7 +532,6 @@ async def test_nesting_up_to_the_limit_is_accepted(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("GET", "/v1/tasks", "POST"),
         ("PUT", "/v1/tasks", "POST"),
         ("DELETE", "/v1/tasks", "POST"),
         ("PATCH", "/v1/tasks", "POST"),

@@ -18,10 +18,10 @@ from service.contracts import Catalog
 from service.http import views
 from service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from service.http.problems import problem_middleware
-from service.http.tracing import tracing_middleware
+from service.http.task_views import add_task_routes
 from service.settings import Settings
 from service.tasks import CATALOG as DEFAULT_CATALOG
-from service.telemetry import setup_tracing
+from service.telemetry import setup_telemetry
 
 
 async def broker(app: web.Application) -> AsyncIterator[None]:
@@ -36,11 +36,10 @@ async def broker(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, catalog: Catalog = DEFAULT_CATALOG) -> web.Application:
-    setup_tracing(settings, "gateway")
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[tracing_middleware, problem_middleware],
-    )
+    # Instruments aiohttp: the contrib middleware inserted first makes each SERVER span
+    # (HTTP semantic conventions, a caller's valid traceparent continued).
+    setup_telemetry(settings, "gateway")
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
     app[SETTINGS] = settings
     app[CATALOG] = catalog
     app.cleanup_ctx.append(broker)
@@ -48,4 +47,6 @@ def create_app(settings: Settings, catalog: Catalog = DEFAULT_CATALOG) -> web.Ap
     app.router.add_get("/v1/task-types", views.task_types)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
+    app.router.add_get("/metrics", views.metrics)
+    add_task_routes(app)  # after `broker`: the store's resources start after, stop before it
     return app

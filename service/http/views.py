@@ -1,4 +1,5 @@
-"""Gateway views. ``submit_task`` reads as its four steps: validate → envelope → publish → 202."""
+"""Gateway views. ``submit_task`` reads as its steps: validate → (idempotency) → envelope →
+publish → record → 202."""
 
 from __future__ import annotations
 
@@ -12,15 +13,24 @@ from service.errors import PublishError
 from service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from service.http.problems import Problem
 from service.http.submission import ValidSubmission, read_json, validate
-from service.telemetry import inject, trace_id_hex, tracer
+from service.http.task_views import claim_submission
+from service.metrics import SUBMISSIONS
+from service.telemetry import inject, prometheus_text, trace_id_hex, tracer
 
 
 async def submit_task(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    valid = validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+    try:
+        valid = validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+    except Problem as problem:
+        SUBMISSIONS.add(1, {"type": "(invalid)", "outcome": "rejected", "reason": problem.code})
+        raise
+    claim = await claim_submission(request, valid)  # with an Idempotency-Key: the key, or 200/409
+    if claim.replay is not None:
+        return claim.replay
     queue = valid.contract.queue
     with tracer().start_as_current_span(f"publish {queue}", kind=trace.SpanKind.PRODUCER) as span:
-        envelope = build_envelope(valid)
+        envelope = build_envelope(valid, claim.task_id, claim.submitter)
         span.set_attributes(
             {
                 "messaging.system": "rabbitmq",
@@ -35,8 +45,12 @@ async def submit_task(request: web.Request) -> web.Response:
         try:
             await request.app[PUBLISHER].publish_task(envelope)
         except PublishError as exc:
+            await claim.release()
             span.record_exception(exc)
             span.set_status(trace.StatusCode.ERROR, str(exc))
+            SUBMISSIONS.add(
+                1, {"type": envelope.type, "outcome": "unavailable", "reason": "broker-unavailable"}
+            )
             raise Problem(
                 503,
                 "broker-unavailable",
@@ -45,6 +59,8 @@ async def submit_task(request: web.Request) -> web.Response:
                 headers={"Retry-After": str(settings.retry_after_seconds)},
             ) from None
         trace_id = trace_id_hex(span)
+    await claim.record(envelope)
+    SUBMISSIONS.add(1, {"type": envelope.type, "outcome": "accepted", "reason": ""})
     body = {
         "id": envelope.id,
         "type": envelope.type,
@@ -56,11 +72,13 @@ async def submit_task(request: web.Request) -> web.Response:
     return web.json_response(body, status=202, headers={"Location": f"/v1/tasks/{envelope.id}"})
 
 
-def build_envelope(valid: ValidSubmission) -> Envelope:
+def build_envelope(
+    valid: ValidSubmission, task_id: str | None = None, submitter: str | None = None
+) -> Envelope:
     """The envelope of a first attempt, carrying the current (publish) span's trace context."""
     context = inject()
     return Envelope(
-        id=new_task_id(),
+        id=task_id or new_task_id(),
         type=valid.contract.name,
         queue=valid.contract.queue,
         body=valid.payload_json,
@@ -71,6 +89,7 @@ def build_envelope(valid: ValidSubmission) -> Envelope:
         priority=valid.priority,
         traceparent=context.get("traceparent"),
         tracestate=context.get("tracestate"),
+        submitter=submitter,
     )
 
 
@@ -90,6 +109,11 @@ async def task_types(request: web.Request) -> web.Response:
             for c in request.app[CATALOG].values()
         ]
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = prometheus_text()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,50 @@
+"""A consumer's small HTTP side: ``/healthz``, ``/readyz`` and ``/metrics`` for probes and scrapes.
+
+Readiness means "attached and able to settle": both broker connections up and
+the consumer registered. A consumer that silently lost its consumer after a
+reconnect would still be alive but not ready, which is what a probe should see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from service.telemetry import prometheus_text
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    body, content_type = prometheus_text()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+class HealthServer:
+    def __init__(self, ready: Callable[[], bool], host: str, port: int) -> None:
+        self._ready = ready
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        ready = self._ready()
+        return web.json_response(
+            {"status": "ready" if ready else "not ready"}, status=200 if ready else 503
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,244 @@
+"""``warren bench consumer``: drain N pre-filled no-op tasks with K consumer processes.
+
+Variants, interleaved repeat by repeat so that background load hits them alike:
+
+* ``raw`` — the ceiling: raw aio-pika callback consumers with manual acks on
+  a queue with the same arguments and the same messages.
+* ``warren`` — ``warren consume`` with every guarantee on: running event,
+  handler, confirmed succeeded event, then ack; default tracing (sampled at
+  100 %, no exporter). Done when all 2N lifecycle events are on the broker
+  (the ack follows the confirm of the succeeded event at once).
+* ``warren-notrace`` — tracing sampled at 0 % (and tasks arriving unsampled).
+* ``warren-otlp`` — tracing sampled at 100 % and exported over OTLP/HTTP to a
+  local sink: the tracing cost the issue asks for.
+* ``warren-recorder`` — ``warren`` plus a gateway whose recorder writes every
+  event into the task store (SQLite): how far the store falls behind at full
+  load, and what the recorder costs the drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from service.bench.broker import echo_envelope
+from service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from service.bench.procs import Proc, free_port, stop_all, wait_http, warren_env
+from service.bench.report import Progress, Report, Row, Target, ratio
+
+VARIANTS = ("raw", "warren", "warren-notrace", "warren-otlp", "warren-recorder")
+QUEUE = "diag"
+SETTLE_SECONDS = 0.3  # raw: after nothing is ready, prefetched deliveries are acked within this
+STORE_PROBES = 20  # the last tasks pre-filled, polled in the store to see it catch up
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--tasks", type=int, default=5000, help="tasks per drain")
+    p.add_argument("-p", "--processes", type=int, default=2, help="consumer processes")
+    p.add_argument("-c", "--concurrency", type=int, default=16, help="per process (= prefetch)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    p.add_argument("--timeout", type=float, default=180.0, help="bound of one drain, seconds")
+
+
+@dataclass
+class Sample:
+    rate: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Spec:
+    tasks: int
+    processes: int
+    concurrency: int
+    timeout: float
+
+
+async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    spec = Spec(args.tasks, args.processes, args.concurrency, args.timeout)
+    progress = progress or Progress("consumer", len(variants) * args.repeats, not args.quiet)
+    samples: dict[str, list[Sample]] = {v: [] for v in variants}
+    async with bench_run(keep_logs=args.keep_logs) as run_:
+        sink = await _start_sink(run_) if "warren-otlp" in variants else None
+        for repeat in range(args.repeats):
+            for variant in variants:
+                progress.start(f"{variant} #{repeat + 1}")
+                sample = await _once(run_, variant, spec, sink)
+                samples[variant].append(sample)
+                progress.finish(f"{variant} {sample.rate:,.0f} tasks/s")
+        progress.close()
+        report = run_.report("consumer", {**vars(spec), "repeats": args.repeats})
+    _summarise(report, samples)
+    return report
+
+
+async def _once(run_: BenchRun, variant: str, spec: Spec, sink: str | None) -> Sample:
+    if variant == "raw":
+        return await _raw_once(run_, spec)
+    return await _warren_once(run_, variant, spec, sink)
+
+
+async def _start_sink(run_: BenchRun) -> str:
+    port = free_port()
+    sink = run_.start(
+        Proc.module("service.bench.baselines", ["sink", "--port", str(port)], run_.log("sink"))
+    )
+    await wait_http(f"http://127.0.0.1:{port}/readyz", [sink])
+    return f"http://127.0.0.1:{port}"
+
+
+async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
+    """The ceiling: K raw consumers on a queue with the work queue's arguments."""
+    queue = f"{run_.settings.namespace}.bench.raw"
+    if queue not in run_.extra_queues:
+        assert run_.shape is not None
+        work = next(q for q in run_.shape.queues if q.name == run_.names.work_queue(QUEUE))
+        await run_.broker.channel.declare_queue(queue, durable=True, arguments=work.args)
+        run_.extra_queues.append(queue)
+    await run_.broker.purge(queue)
+    await run_.broker.prefill("", queue, [echo_envelope() for _ in range(spec.tasks)])
+    args = ["consume", "--url", run_.settings.broker_url, "--queue", queue]
+    procs = [
+        run_.start(
+            Proc.module(
+                "service.bench.baselines",
+                [*args, "--prefetch", str(spec.concurrency)],
+                run_.log(f"raw-{i}"),
+            )
+        )
+        for i in range(spec.processes)
+    ]
+    window = await wait_consumers(run_.broker, queue, spec.processes, procs)
+
+    async def empty() -> bool:
+        return (await run_.broker.state(queue)).ready == 0
+
+    await wait_until(empty, procs, spec.timeout, f"{queue} drained")
+    # Ready 0: the last deliveries are in prefetch buffers; let them be acked, then ask.
+    await asyncio.sleep(SETTLE_SECONDS)
+    for proc in procs:
+        proc.terminate()  # they print their report and exit
+    reports = [await p.report_async(timeout=10) for p in procs]
+    acked = sum(r["acked"] for r in reports)
+    end = max(r["last"] for r in reports)
+    return Sample(window.tasks / (end - window.start), {"acked": float(acked)})
+
+
+async def _warren_once(run_: BenchRun, variant: str, spec: Spec, sink: str | None) -> Sample:
+    names = run_.names
+    work, recorder = names.work_queue(QUEUE), names.recorder_queue
+    counting = f"{run_.settings.namespace}.bench.succeeded"
+    overrides: dict[str, Any] = {}
+    if variant == "warren-notrace":
+        overrides["otel_sampling_ratio"] = 0.0
+    if variant == "warren-otlp":
+        overrides["otel_endpoint"] = sink
+    gateway: Proc | None = None
+    if variant == "warren-recorder":
+        if counting not in run_.extra_queues:
+            await run_.broker.declare_queue(counting, (names.events_exchange, f"{QUEUE}.succeeded"))
+            run_.extra_queues.append(counting)
+        gateway, base = await _start_gateway(run_, overrides)
+    await run_.broker.purge(work, recorder, *([counting] if gateway else []))
+    envelopes = [echo_envelope(variant != "warren-notrace") for _ in range(spec.tasks)]
+    await run_.broker.prefill(names.work_exchange, QUEUE, envelopes)
+    procs = _start_consumers(run_, spec, overrides)
+    watched = [*procs, *([gateway] if gateway else [])]
+    window = await wait_consumers(run_.broker, work, spec.processes, watched)
+    backlog = _Backlog()
+
+    async def done() -> bool:
+        if gateway is None:
+            return (await run_.broker.state(recorder)).ready >= 2 * spec.tasks
+        backlog.sample((await run_.broker.state(recorder)).ready)
+        return (await run_.broker.state(counting)).ready >= spec.tasks
+
+    end = await wait_until(done, watched, spec.timeout, f"{spec.tasks} tasks succeeded")
+    sample = Sample(window.tasks / (end - window.start))
+    if gateway is not None:
+        lag = await _store_lag(base, [e.id for e in envelopes[-STORE_PROBES:]], end, spec.timeout)
+        sample.extra = {"store_lag_s": lag, "max_backlog": float(backlog.max)}
+        gateway.stop()
+    stop_all(procs)
+    left = (await run_.broker.state(work)).ready
+    if left:
+        raise RuntimeError(f"{left} tasks were left unacked after the drain")
+    return sample
+
+
+class _Backlog:
+    """Largest number of events waiting in the recorder queue."""
+
+    def __init__(self) -> None:
+        self.max = 0
+
+    def sample(self, ready: int) -> None:
+        self.max = max(self.max, ready)
+
+
+def _start_consumers(run_: BenchRun, spec: Spec, overrides: dict[str, Any]) -> list[Proc]:
+    env = warren_env(run_.settings, **overrides)
+    args = ["consume", "--queue", QUEUE, "--concurrency", str(spec.concurrency)]
+    return [
+        run_.start(Proc.warren([*args, "--health-port", "0"], run_.log(f"consume-{i}"), env))
+        for i in range(spec.processes)
+    ]
+
+
+async def _start_gateway(run_: BenchRun, overrides: dict[str, Any]) -> tuple[Proc, str]:
+    port = free_port()
+    label = f"gateway-{port}"
+    env = warren_env(run_.settings, store_url=run_.store_url(label), **overrides)
+    proc = run_.start(Proc.warren(["gateway", "--port", str(port)], run_.log(label), env))
+    base = f"http://127.0.0.1:{port}"
+    await wait_http(f"{base}/readyz", [proc])
+    return proc, base
+
+
+async def _store_lag(base: str, task_ids: Sequence[str], since: float, within: float) -> float:
+    """Seconds from the last succeeded event until the store shows the last tasks succeeded."""
+    deadline = time.monotonic() + within
+    pending = list(task_ids)
+    async with aiohttp.ClientSession() as http:
+        while pending:
+            if time.monotonic() > deadline:
+                return float("nan")
+            async with http.get(f"{base}/v1/tasks/{pending[0]}") as response:
+                status = (await response.json())["status"] if response.status == 200 else None
+            if status == "succeeded":
+                pending.pop(0)
+            else:
+                await asyncio.sleep(0.01)
+    return max(0.0, time.time() - since)
+
+
+def _summarise(report: Report, samples: dict[str, list[Sample]]) -> None:
+    raw = samples.get("raw")
+    for variant, runs in samples.items():
+        row = Row(variant, "drain", "tasks/s", [s.rate for s in runs])
+        if raw and variant != "raw":
+            row.ratio = ratio(row.value, Row("raw", "", "", [s.rate for s in raw]).value)
+        for key in runs[0].extra if runs else ():
+            row.extra[key] = Row("", "", "", [s.extra[key] for s in runs]).value
+        report.rows.append(row)
+    warren, raw_row = report.row("warren"), report.row("raw")
+    if warren and raw_row and warren.ratio is not None:
+        report.targets.append(Target("warren / raw aio-pika consume", warren.ratio, 0.70, ">="))
+    off, otlp = report.row("warren-notrace"), report.row("warren-otlp")
+    if off and otlp and off.value > 0:
+        cost = 1 - otlp.value / off.value
+        report.targets.append(Target("tracing cost (otlp vs off)", cost, 0.15, "<="))
+    if off and warren and off.value > 0:
+        report.notes.append(
+            f"tracing sampled but not exported costs {1 - warren.value / off.value:.1%}"
+        )

@@ -1,0 +1,187 @@
+"""``warren bench e2e``: submit through HTTP at half the measured maximum; submit → succeeded.
+
+The whole pipeline runs: one ``warren gateway`` and K ``warren consume``
+processes. First a closed-loop burst measures the sustainable maximum — the
+lower of the accepted rate and the rate of ``succeeded`` events in the same
+window — then, once the backlog is gone, an open-loop generator submits at
+half of it (or ``--rate``) and each task's latency is the time from when its
+request was due to when its ``succeeded`` event reached a subscriber here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from service.bench.gateway import BODY, LoadSpec, drive, load_spec
+from service.bench.procs import Proc, free_port, wait_http, warren_env
+from service.bench.report import Progress, Report, Row, Target, percentile
+
+QUEUE = "diag"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--duration", type=float, default=10.0, help="seconds of paced load")
+    p.add_argument("--rate", type=float, help="requests/s (default: half the measured maximum)")
+    p.add_argument("--max-duration", type=float, default=3.0, help="seconds of the max burst")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument("-p", "--processes", type=int, default=2, help="consumer processes")
+    p.add_argument("-c", "--concurrency", type=int, default=16)
+
+
+@dataclass
+class Succeeded:
+    """Arrival times (wall clock) of ``succeeded`` events, by task id."""
+
+    at: dict[str, float] = field(default_factory=dict)
+
+    async def on_event(self, message: AbstractIncomingMessage) -> None:
+        task_id = (message.message_id or "").split(".", 1)[0]
+        self.at.setdefault(task_id, time.time())
+
+    def between(self, start: float, end: float) -> int:
+        return sum(1 for t in self.at.values() if start <= t < end)
+
+
+async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
+    spec = load_spec(args)
+    progress = progress or Progress("e2e", args.repeats + 1, not args.quiet)
+    events = Succeeded()
+    async with bench_run(keep_logs=args.keep_logs) as run_:
+        base = await _start_pipeline(run_, args)
+        await _listen(run_, events)
+        progress.start("maximum")
+        maximum = await _maximum(run_, base, spec, args.max_duration, events)
+        progress.finish(f"max {maximum:,.0f} tasks/s")
+        rate = args.rate or max(1.0, maximum / 2)  # a tiny smoke run may see no completion
+        samples = []
+        for repeat in range(args.repeats):
+            progress.start(f"{rate:,.0f}/s #{repeat + 1}")
+            await _quiet(run_, events)
+            samples.append(await _paced(run_, base, args, rate, events, repeat))
+            progress.finish(f"p50 {samples[-1]['p50_ms']:.1f} ms")
+        progress.close()
+        settings = {**vars(spec), "repeats": args.repeats, "rate": rate, "maximum": maximum}
+        settings["max_seconds"] = args.max_duration
+        settings |= {"processes": args.processes, "concurrency": args.concurrency}
+        report = run_.report("e2e", settings | {"paced_seconds": args.duration})
+    _summarise(report, samples, maximum, rate)
+    return report
+
+
+async def _start_pipeline(run_: BenchRun, args: argparse.Namespace) -> str:
+    port = free_port()
+    env = warren_env(run_.settings, store_url=run_.store_url("e2e"))
+    gateway = run_.start(Proc.warren(["gateway", "--port", str(port)], run_.log("gateway"), env))
+    consume = ["consume", "--queue", QUEUE, "--concurrency", str(args.concurrency)]
+    consumers = [
+        run_.start(Proc.warren([*consume, "--health-port", "0"], run_.log(f"consume-{i}"), env))
+        for i in range(args.processes)
+    ]
+    base = f"http://127.0.0.1:{port}"
+    await wait_http(f"{base}/readyz", [gateway])
+    work = run_.names.work_queue(QUEUE)
+    await wait_consumers(run_.broker, work, args.processes, [gateway, *consumers])
+    return base
+
+
+async def _listen(run_: BenchRun, events: Succeeded) -> None:
+    """An exclusive queue here, bound to every ``diag.succeeded`` event."""
+    channel = await run_.broker.connection.channel()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(run_.names.events_exchange, f"{QUEUE}.succeeded")
+    await queue.consume(events.on_event, no_ack=True)
+
+
+async def _maximum(
+    run_: BenchRun, base: str, spec: LoadSpec, seconds: float, events: Succeeded
+) -> float:
+    """The lower of accepted and completed tasks per second under closed-loop load."""
+    burst = LoadSpec(spec.generator, seconds, spec.warmup, spec.connections)
+    started = time.time() + burst.warmup
+    result = await drive(run_, f"{base}/v1/tasks", burst, "maximum")
+    completed = events.between(started, started + burst.duration) / burst.duration
+    return min(float(result["rps"]), completed)
+
+
+async def _quiet(run_: BenchRun, events: Succeeded) -> None:
+    """Wait until the backlog is gone: nothing ready, and no event for half a second."""
+    work = run_.names.work_queue(QUEUE)
+    seen = -1
+
+    async def idle() -> bool:
+        nonlocal seen
+        count = len(events.at)
+        if count != seen or (await run_.broker.state(work)).ready:
+            seen = count
+            await asyncio.sleep(0.5)
+            return False
+        return True
+
+    await wait_until(idle, run_.procs, 300, "the backlog to drain")
+
+
+async def _paced(
+    run_: BenchRun, base: str, args: argparse.Namespace, rate: float, events: Succeeded, n: int
+) -> dict[str, Any]:
+    ids = run_.tmp / f"ids-{n}.txt"
+    argv = ["--url", f"{base}/v1/tasks", "--body", BODY.decode(), "--duration", str(args.duration)]
+    argv += ["--connections", str(args.connections * 4), "--rate", str(rate), "--ids-out", str(ids)]
+    proc = Proc.module("service.bench.load", argv, run_.log(f"paced-{n}"))
+    http = await proc.report_async(timeout=args.duration + 120)
+    due = _read_ids(ids)
+
+    async def all_done() -> bool:
+        return all(task_id in events.at for task_id in due)
+
+    with contextlib.suppress(RuntimeError):  # what never succeeds is reported as missing
+        await wait_until(all_done, run_.procs, 60, "every paced task to succeed")
+    latencies = [events.at[t] - d for t, d in due.items() if t in events.at]
+    return {
+        "accepted": len(due),
+        "missing": sum(1 for t in due if t not in events.at),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
+        "http_p50_ms": http["p50_ms"],
+        "http_p99_ms": http["p99_ms"],
+        "http_errors": http["errors"],
+    }
+
+
+def _read_ids(path: Path) -> dict[str, float]:
+    pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return {task_id: float(due) for task_id, due in pairs}
+
+
+def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, rate: float) -> None:
+    def row(metric: str, key: str, unit: str = "ms") -> Row:
+        return Row("warren", metric, unit, [float(s[key]) for s in samples])
+
+    p50, p99 = row("submit→succeeded p50", "p50_ms"), row("submit→succeeded p99", "p99_ms")
+    report.rows += [
+        Row("warren", "sustainable maximum", "tasks/s", [maximum]),
+        Row("warren", "paced rate", "req/s", [rate], ratio=rate / maximum if maximum else None),
+        p50,
+        p99,
+        row("submit→succeeded max", "max_ms"),
+        row("202 p50", "http_p50_ms"),
+        row("202 p99", "http_p99_ms"),
+        row("tasks not succeeded", "missing", "tasks"),
+    ]
+    report.targets += [
+        Target("submit→succeeded p50 (ms)", p50.value, 5.0, "<="),
+        Target("submit→succeeded p99 (ms)", p99.value, 25.0, "<="),
+    ]
+    if any(s["http_errors"] for s in samples):
+        report.notes.append("some paced requests failed (non-2xx or socket errors)")

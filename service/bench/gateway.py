@@ -1,0 +1,167 @@
+"""``warren bench gateway``: closed-loop load on ``POST /v1/tasks`` for a fixed time.
+
+Variants (all started at once, then measured in turn, repeat by repeat):
+
+* ``baseline`` — the minimal aiohttp + aio-pika app: validate with pydantic,
+  publish persistent + mandatory with an awaited confirm on one shared
+  channel, answer 202 (``service.bench.baselines``).
+* ``warren`` — ``warren gateway`` as deployed (tracing sampled at 100 %,
+  not exported; every submission also recorded in the task store).
+* ``warren-notrace`` — sampled at 0 %; ``warren-otlp`` — at 100 %, exported
+  over OTLP/HTTP to a local sink.
+
+Load comes from wrk (one thread) when installed, else from an aiohttp client
+process (``service.bench.load``); the same generator drives every variant.
+Messages pile up in queues nobody consumes; they are purged between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from service.bench import load
+from service.bench.common import BenchRun, bench_run
+from service.bench.procs import Proc, free_port, wait_http, warren_env
+from service.bench.report import Progress, Report, Row, Target, ratio
+
+VARIANTS = ("baseline", "warren", "warren-notrace", "warren-otlp")
+BODY = b'{"type":"diag.echo","payload":{"message":"bench"}}'
+BASELINE_KEY = "bench.baseline"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds measured per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    p.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
+    p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How one run loads its target."""
+
+    generator: str  # "wrk" or "python"
+    duration: float
+    warmup: float
+    connections: int
+
+
+def load_spec(args: argparse.Namespace) -> LoadSpec:
+    generator = args.loadgen
+    if generator == "auto":
+        generator = "wrk" if load.wrk_available() else "python"
+    elif generator == "wrk" and not load.wrk_available():
+        raise SystemExit("wrk is not installed (apt-get install wrk), try --loadgen python")
+    return LoadSpec(generator, args.duration, args.warmup, args.connections)
+
+
+async def drive(run_: BenchRun, url: str, spec: LoadSpec, label: str) -> dict[str, Any]:
+    """One closed-loop run against ``url``; counts, req/s and latency percentiles (ms)."""
+    if spec.generator == "wrk":
+        return await asyncio.to_thread(
+            load.run_wrk, url, BODY, spec.duration, spec.connections, spec.warmup
+        )
+    args = ["--url", url, "--body", BODY.decode(), "--duration", str(spec.duration)]
+    args += ["--connections", str(spec.connections), "--warmup", str(spec.warmup)]
+    proc = Proc.module("service.bench.load", args, run_.log(f"load-{label}"))
+    return await proc.report_async(timeout=spec.duration + spec.warmup + 60)
+
+
+async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
+    variants = [v for v in args.variants.split(",") if v]
+    if unknown := set(variants) - set(VARIANTS):
+        raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
+    spec = load_spec(args)
+    progress = progress or Progress("gateway", len(variants) * args.repeats, not args.quiet)
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    async with bench_run(keep_logs=args.keep_logs) as run_:
+        urls = await _start_targets(run_, variants)
+        for repeat in range(args.repeats):
+            for variant in variants:
+                progress.start(f"{variant} #{repeat + 1}")
+                await run_.broker.purge(*_queues(run_))
+                result = await drive(run_, urls[variant], spec, f"{variant}-{repeat}")
+                results[variant].append(result)
+                progress.finish(f"{variant} {result['rps']:,.0f} req/s")
+        progress.close()
+        await run_.broker.purge(*_queues(run_))
+        report = run_.report("gateway", {**vars(spec), "repeats": args.repeats})
+    _summarise(report, results)
+    return report
+
+
+def _queues(run_: BenchRun) -> list[str]:
+    return [run_.names.work_queue("diag"), f"{run_.settings.namespace}.bench.baseline"]
+
+
+async def _start_targets(run_: BenchRun, variants: list[str]) -> dict[str, str]:
+    """Start every variant's server; their base URLs of ``POST /v1/tasks``."""
+    procs: dict[str, Proc] = {}
+    ports: dict[str, int] = {}
+    sink = None
+    if "warren-otlp" in variants:
+        port = free_port()
+        args = ["sink", "--port", str(port)]
+        sink = run_.start(Proc.module("service.bench.baselines", args, run_.log("sink")))
+        await wait_http(f"http://127.0.0.1:{port}/readyz", [sink])
+        sink_url = f"http://127.0.0.1:{port}"
+    for variant in variants:
+        ports[variant] = port = free_port()
+        if variant == "baseline":
+            procs[variant] = await _start_baseline(run_, port)
+            continue
+        overrides: dict[str, Any] = {"store_url": run_.store_url(variant)}
+        if variant == "warren-notrace":
+            overrides["otel_sampling_ratio"] = 0.0
+        if variant == "warren-otlp":
+            overrides["otel_endpoint"] = sink_url
+        env = warren_env(run_.settings, **overrides)
+        args = ["gateway", "--port", str(port)]
+        procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env))
+    for variant, proc in procs.items():
+        await wait_http(f"http://127.0.0.1:{ports[variant]}/readyz", [proc])
+    return {v: f"http://127.0.0.1:{p}/v1/tasks" for v, p in ports.items()}
+
+
+async def _start_baseline(run_: BenchRun, port: int) -> Proc:
+    """The minimal app publishes to Warren's work exchange, into a queue of its own."""
+    queue = f"{run_.settings.namespace}.bench.baseline"
+    names = run_.names
+    await run_.broker.declare_queue(queue, (names.work_exchange, BASELINE_KEY))
+    run_.extra_queues.append(queue)
+    args = ["app", "--url", run_.settings.broker_url, "--port", str(port)]
+    args += ["--exchange", names.work_exchange, "--routing-key", BASELINE_KEY]
+    return run_.start(Proc.module("service.bench.baselines", args, run_.log("baseline")))
+
+
+def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None:
+    for variant, runs in results.items():
+        row = Row(variant, "POST /v1/tasks", "req/s", [r["rps"] for r in runs])
+        row.extra = {
+            "p50_ms": Row("", "", "", [r["p50_ms"] for r in runs]).value,
+            "p99_ms": Row("", "", "", [r["p99_ms"] for r in runs]).value,
+            "errors": float(sum(r["errors"] for r in runs)),
+        }
+        report.rows.append(row)
+    baseline = report.row("baseline")
+    for row in report.rows:
+        if baseline is not None and row is not baseline:
+            row.ratio = ratio(row.value, baseline.value)
+    warren = report.row("warren")
+    if warren is not None and warren.ratio is not None:
+        report.targets.append(Target("warren / minimal confirm app", warren.ratio, 0.90, ">="))
+    off, otlp = report.row("warren-notrace"), report.row("warren-otlp")
+    if off is not None and otlp is not None and off.value > 0:
+        report.targets.append(
+            Target("tracing cost (otlp vs off)", 1 - otlp.value / off.value, 0.15, "<=")
+        )
+    if off is not None and warren is not None and off.value > 0:
+        report.notes.append(
+            f"tracing sampled but not exported costs {1 - warren.value / off.value:.1%}"
+        )
+    if any(r.extra.get("errors") for r in report.rows):
+        report.notes.append("some requests failed (non-2xx or socket errors): see errors=")

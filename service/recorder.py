@@ -1,0 +1,266 @@
+"""The recorder: lifecycle events → batched merges into the task store → acks → waiters woken.
+
+It runs inside each gateway process, on its own broker connection (so a
+blocked publishing connection never stalls its acks), consuming the durable
+``<ns>.events.recorder`` queue that every replica shares: events published
+while no gateway runs wait there. The gateway's own ``queued`` write joins
+the same batches (``submitted``), so the 202 path does no database round trip.
+
+Batching is natural, not timed: one write is in flight at a time, and
+everything that arrived meanwhile (up to ``recorder_batch_size``) goes into
+the next one. Idle, an event is written at once; under load, batches grow and
+the per-event cost falls. Deliveries are acked only after their batch
+committed (a crash re-delivers them; merging is idempotent), and with one
+``multiple`` ack per channel when nothing older is still pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from pydantic import ValidationError
+
+from service import topology
+from service.settings import Settings
+from service.store import Change, TaskRecord, TaskStore
+from service.store.db import StoreUnavailable
+from service.store.merge import merge_all
+
+log = logging.getLogger(__name__)
+PRUNE_EVERY_SECONDS = 3600.0
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    delivery: AbstractIncomingMessage | None  # None: the gateway's own write
+    change: Change | None  # None: a malformed event, acked and dropped
+
+
+@dataclass
+class RecorderStats:
+    """What a benchmark or an operator wants to know: how much, and how far behind."""
+
+    events: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    lag_seconds: float = 0.0  # of the last batch: commit time minus its oldest event's time
+    max_lag_seconds: float = 0.0
+    malformed: int = 0
+    write_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000), repr=False)
+
+
+class Recorder:
+    def __init__(self, store: TaskStore, settings: Settings) -> None:
+        self.store = store
+        self.stats = RecorderStats()
+        self._batch_size = settings.recorder_batch_size
+        self._retention = timedelta(days=settings.store_retention_days)
+        self._shape = topology.build(settings, ())
+        self._pending: list[_Item] = []
+        self._unflushed: dict[str, list[Change]] = {}
+        self._arrived = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._closing = False
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        """Consume the recorder queue and start writing; prune now and then hourly."""
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self._batch_size * 2)
+        names = self._shape.names
+        self._queue = await topology.declare_queue(self._channel, self._shape, names.recorder_queue)
+        self._consumer_tag = await self._queue.consume(self._on_delivery)
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name="recorder-writer"),
+            asyncio.create_task(self._prune_forever(), name="recorder-pruner"),
+        ]
+
+    def submitted(self, change: Change) -> None:
+        """The gateway's ``queued`` write, joined to the next batch (no round trip now)."""
+        self._pending.append(_Item(None, change))
+        self._unflushed.setdefault(change.task_id, []).append(change)
+        self._arrived.set()
+
+    def unflushed(self, task_id: str) -> TaskRecord | None:
+        """A task this gateway accepted whose ``queued`` write is still in the next batch."""
+        return merge_all(None, self._unflushed.get(task_id, ()))
+
+    async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
+        try:
+            change: Change | None = Change.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            self.stats.malformed += 1
+            log.warning("recorder: dropping malformed event %s: %s", delivery.message_id, exc)
+            change = None
+        self._pending.append(_Item(delivery, change))
+        self._arrived.set()
+
+    async def _write_forever(self) -> None:
+        """Write batch after batch; on ``close``, finish what is pending, then return."""
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                del self._pending[: len(batch)]
+                await self._write(batch)
+            if self._closing:
+                return
+
+    async def _write(self, batch: list[_Item]) -> None:
+        """Apply one batch (retried while the database is unavailable), then ack it.
+
+        A batch the database refuses for its data (or that trips a bug) is
+        written change by change, and only the changes that fail are dropped:
+        one bad event must not hold up the queue.
+        """
+        changes = _deduplicated(batch)
+        started = time.perf_counter()
+        singly = False
+        for attempt in itertools.count():
+            try:
+                await (self._write_singly(changes) if singly else self.store.apply(changes))
+                break
+            except StoreUnavailable as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning(
+                    "recorder: writing %d changes failed (%s); retry in %ss",
+                    len(changes),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            except Exception:
+                log.exception("recorder: batch refused; writing its changes one by one")
+                singly = True
+        self._account(changes, time.perf_counter() - started)
+        for change in changes:
+            self._unflushed.pop(change.task_id, None)
+        await self._ack(batch)
+
+    async def _write_singly(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            try:
+                await self.store.apply([change])
+            except StoreUnavailable:
+                raise  # the database, not this change: the whole batch is retried
+            except Exception:
+                log.exception("recorder: dropping change %s it cannot store", change.dedup_key)
+
+    def _account(self, changes: Sequence[Change], seconds: float) -> None:
+        stats = self.stats
+        stats.events += len(changes)
+        stats.batches += 1
+        stats.largest_batch = max(stats.largest_batch, len(changes))
+        stats.write_seconds.append(seconds)
+        if changes:
+            now = datetime.now(UTC)
+            stats.lag_seconds = max(0.0, (now - min(c.at for c in changes)).total_seconds())
+            stats.max_lag_seconds = max(stats.max_lag_seconds, stats.lag_seconds)
+
+    async def _ack(self, batch: list[_Item]) -> None:
+        """One ``multiple`` ack per channel, unless an older delivery is still pending there."""
+        newest: dict[int, AbstractIncomingMessage] = {}
+        singles: list[AbstractIncomingMessage] = []
+        for item in batch:
+            if item.delivery is None:
+                continue
+            key = id(item.delivery.channel)
+            if (seen := newest.get(key)) is None or _tag(seen) < _tag(item.delivery):
+                newest[key] = item.delivery
+        for key, delivery in list(newest.items()):
+            if any(_older_on(p.delivery, key, delivery) for p in self._pending):
+                singles += [
+                    i.delivery for i in batch if i.delivery and id(i.delivery.channel) == key
+                ]
+                del newest[key]
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            for delivery in newest.values():
+                await delivery.ack(multiple=True)
+            for delivery in singles:
+                await delivery.ack()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                pruned = await self.store.prune(datetime.now(UTC) - self._retention)
+                if pruned:
+                    log.info("pruned %d task records older than %s", pruned, self._retention)
+            except StoreUnavailable as exc:
+                log.warning("pruning task records failed: %s", exc)
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Stop consuming, write what already arrived, then close the channel.
+
+        Deliveries still unacked when the channel closes go back to the queue
+        for another replica (or the next start); the gateway's own writes that
+        could not be written are logged as lost.
+        """
+        self._closing = True
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(
+                AMQPError, ChannelInvalidStateError, RuntimeError, TimeoutError
+            ):
+                async with asyncio.timeout(drain_seconds):
+                    await self._queue.cancel(self._consumer_tag)
+        self._arrived.set()
+        writer, pruner = self._tasks or (None, None)
+        if pruner is not None:
+            pruner.cancel()
+        if writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(writer, drain_seconds)
+        if self._channel is not None:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await self._channel.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        own = [c for changes in self._unflushed.values() for c in changes]
+        if own:
+            try:
+                await self.store.apply(own)
+            except Exception as exc:
+                log.error("recorder: %d queued writes lost at shutdown: %r", len(own), exc)
+
+
+def _deduplicated(batch: Sequence[_Item]) -> list[Change]:
+    """The batch's changes, each event once (its ``message_id``: task, attempt, status)."""
+    seen: set[str] = set()
+    changes: list[Change] = []
+    for item in batch:
+        if item.change is not None and item.change.dedup_key not in seen:
+            seen.add(item.change.dedup_key)
+            changes.append(item.change)
+    return changes
+
+
+def _tag(delivery: AbstractIncomingMessage) -> int:
+    return delivery.delivery_tag or 0
+
+
+def _older_on(
+    delivery: AbstractIncomingMessage | None, channel_key: int, newest: AbstractIncomingMessage
+) -> bool:
+    return (
+        delivery is not None
+        and id(delivery.channel) == channel_key
+        and _tag(delivery) < _tag(newest)
+    )

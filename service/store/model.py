@@ -1,0 +1,184 @@
+"""Task records as the store keeps them and the API shows them, and the changes that shape them.
+
+A ``Change`` is one thing learned about a task: a consumer's lifecycle event,
+or the gateway's own ``queued`` write. Records are only ever made by merging
+changes (``service.store.merge``), so one rule decides what a record says,
+whichever replica or path the change came by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from service.envelope import TASK_ID
+from service.events import Status
+
+FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
+ENDS_ATTEMPT = frozenset({Status.RETRYING, *FINAL})
+MAX_ERROR_CHARS = 2000
+
+
+class Change(BaseModel):
+    """One lifecycle event (``service.events``) or the gateway's ``queued`` write.
+
+    Unknown fields are ignored, so consumers may add to events without breaking
+    recorders that are older than them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    task_id: str = Field(pattern=TASK_ID.pattern)
+    type: str = Field(max_length=200)
+    queue: str = Field(max_length=200)
+    status: Status
+    attempt: int = Field(ge=1)
+    max_attempts: int = Field(ge=1)
+    at: AwareDatetime
+    trace_id: str | None = Field(None, max_length=64)
+    worker: str | None = Field(None, max_length=300)
+    result: Any = None
+    error_type: str | None = Field(None, max_length=300)
+    error: str | None = None
+    reason: str | None = Field(None, max_length=200)
+    next_delay_seconds: float | None = None
+    # Only the gateway knows these; events from consumers leave them empty.
+    created_at: AwareDatetime | None = None
+    submitter: str | None = Field(None, max_length=200)
+
+    @field_validator(
+        "type", "queue", "trace_id", "worker", "error_type", "error", "reason", "submitter"
+    )
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        """NUL is valid in JSON but not in PostgreSQL text: it would make a change unstorable."""
+        return value.replace("\x00", "") if value and "\x00" in value else value
+
+    @field_validator("result")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        if value is None or b"\\u0000" not in orjson.dumps(value, default=str):
+            return value
+        return orjson.loads(orjson.dumps(value, default=str).replace(b"\\u0000", b""))
+
+    @property
+    def dedup_key(self) -> str:
+        """The event's ``message_id``: ``<task>.<attempt>.<status>``."""
+        return f"{self.task_id}.{self.attempt}.{self.status.value}"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt: when it started and ended, how it ended, and its error."""
+
+    number: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: Status | None = None  # retrying, succeeded, dead or cancelled
+    error_type: str | None = None
+    error: str | None = None
+    worker: str | None = None
+    next_delay_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.number,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "outcome": self.outcome.value if self.outcome else None,
+            "error_type": self.error_type,
+            "error": self.error,
+            "worker": self.worker,
+            "next_delay_seconds": self.next_delay_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttemptRecord:
+        return cls(
+            number=int(data["attempt"]),
+            started_at=_parse(data.get("started_at")),
+            finished_at=_parse(data.get("finished_at")),
+            outcome=Status(data["outcome"]) if data.get("outcome") else None,
+            error_type=data.get("error_type"),
+            error=data.get("error"),
+            worker=data.get("worker"),
+            next_delay_seconds=data.get("next_delay_seconds"),
+        )
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """What is known of one task. ``version`` grows by one with every change that altered it.
+
+    Treated as immutable (``merge`` builds new records and never alters one it
+    was given), but not ``frozen``: a frozen dataclass's ``__init__`` costs
+    ~20x more, and the recorder builds a record per change at full load.
+
+    ``published`` is false only for an idempotency claim whose publish has not
+    been confirmed yet; such rows are invisible to the API.
+    """
+
+    id: str
+    type: str
+    queue: str
+    status: Status
+    attempt: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error_type: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    trace_id: str | None = None
+    submitter: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    published: bool = True
+    cancel_requested_at: datetime | None = None
+    attempts: tuple[AttemptRecord, ...] = ()
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def to_json(self, *, history: bool = True) -> dict[str, Any]:
+        """The API's view: no request hash, no internal flags."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "queue": self.queue,
+            "status": self.status.value,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "updated_at": _iso(self.updated_at),
+            "result": self.result,
+            "error_type": self.error_type,
+            "error": self.error,
+            "reason": self.reason,
+            "trace_id": self.trace_id,
+            "submitter": self.submitter,
+            "cancel_requested_at": _iso(self.cancel_requested_at),
+            "version": self.version,
+        }
+        if history:
+            body["attempts"] = [a.to_json() for a in self.attempts]
+        return body
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

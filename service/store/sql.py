@@ -1,0 +1,240 @@
+"""The SQL both stores share, and the few places SQLite and PostgreSQL differ (``Dialect``).
+
+Statements are written once with ``?`` placeholders; the PostgreSQL driver
+rewrites them to ``$n``. Both engines have ``INSERT … ON CONFLICT``,
+``RETURNING`` and row-value comparison, so only types, lists and row locks
+differ.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from service.events import Status
+from service.store.model import AttemptRecord, TaskRecord
+
+TABLE = "warren_tasks"
+COLUMNS = (
+    "id",
+    "type",
+    "queue",
+    "status",
+    "attempt",
+    "max_attempts",
+    "created_at",
+    "updated_at",
+    "version",
+    "started_at",
+    "finished_at",
+    "result",
+    "error_type",
+    "error",
+    "reason",
+    "trace_id",
+    "submitter",
+    "idempotency_key",
+    "request_hash",
+    "published",
+    "cancel_requested_at",
+    "attempts",
+)
+TIME_COLUMNS = frozenset(
+    {"created_at", "updated_at", "started_at", "finished_at", "cancel_requested_at"}
+)
+JSON_COLUMNS = frozenset({"result", "attempts"})
+_COLS = ", ".join(COLUMNS)
+
+UPSERT = (
+    f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    f"ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
+)
+INSERT_CLAIM = (
+    f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+SELECT = f"SELECT {_COLS} FROM {TABLE}"
+
+
+class Dialect:
+    """What differs between engines: column types, value encoding, lists, row locks."""
+
+    name = "generic"
+    time_type = "TEXT"
+    json_type = "TEXT"
+    bool_type = "INTEGER"
+    true_literal = "1"
+    for_update = ""
+
+    def encode_time(self, value: datetime | None) -> Any:
+        return value
+
+    def decode_time(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
+
+    def encode_json(self, value: Any) -> Any:
+        return value
+
+    def decode_json(self, value: Any) -> Any:
+        return value
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        raise NotImplementedError
+
+
+class SqliteDialect(Dialect):
+    """Times as fixed-width ISO 8601 UTC text (sorts as time), JSON as text."""
+
+    name = "sqlite"
+
+    def encode_time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def decode_time(self, value: Any) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    def encode_json(self, value: Any) -> Any:
+        return None if value is None else orjson.dumps(value, default=str).decode()
+
+    def decode_json(self, value: Any) -> Any:
+        return None if value is None else orjson.loads(value)
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+class PostgresDialect(Dialect):
+    """``timestamptz`` and ``jsonb`` (the driver's codec does the JSON), arrays for lists."""
+
+    name = "postgresql"
+    time_type = "TIMESTAMPTZ"
+    json_type = "JSONB"
+    bool_type = "BOOLEAN"
+    true_literal = "TRUE"
+    for_update = " FOR UPDATE"
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+
+def encode(record: TaskRecord, dialect: Dialect) -> tuple[Any, ...]:
+    """A record as the row values of ``COLUMNS``."""
+    return (
+        record.id,
+        record.type,
+        record.queue,
+        record.status.value,
+        record.attempt,
+        record.max_attempts,
+        dialect.encode_time(record.created_at),
+        dialect.encode_time(record.updated_at),
+        record.version,
+        dialect.encode_time(record.started_at),
+        dialect.encode_time(record.finished_at),
+        dialect.encode_json(record.result),
+        record.error_type,
+        record.error,
+        record.reason,
+        record.trace_id,
+        record.submitter,
+        record.idempotency_key,
+        record.request_hash,
+        record.published,
+        dialect.encode_time(record.cancel_requested_at),
+        dialect.encode_json([a.to_json() for a in record.attempts]),
+    )
+
+
+def decode(row: Mapping[str, Any], dialect: Dialect) -> TaskRecord | None:
+    """A row as a record; None for a row that holds no task yet (a lock placeholder)."""
+    if row["status"] is None:
+        return None
+    times = {c: dialect.decode_time(row[c]) for c in TIME_COLUMNS}
+    created, updated = times.pop("created_at"), times.pop("updated_at")
+    assert created is not None and updated is not None
+    return TaskRecord(
+        id=row["id"],
+        type=row["type"],
+        queue=row["queue"],
+        status=Status(row["status"]),
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        created_at=created,
+        updated_at=updated,
+        version=row["version"],
+        result=dialect.decode_json(row["result"]),
+        error_type=row["error_type"],
+        error=row["error"],
+        reason=row["reason"],
+        trace_id=row["trace_id"],
+        submitter=row["submitter"],
+        idempotency_key=row["idempotency_key"],
+        request_hash=row["request_hash"],
+        published=bool(row["published"]),
+        attempts=tuple(
+            AttemptRecord.from_json(a) for a in dialect.decode_json(row["attempts"]) or ()
+        ),
+        **times,
+    )
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """``GET /v1/tasks`` filters: newest first, continuing after ``cursor``."""
+
+    statuses: tuple[Status, ...] = ()
+    type: str | None = None
+    queue: str | None = None
+    since: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def list_sql(query: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
+    """The statement of one page; it asks for one row more to know whether a next page exists."""
+    where: list[str] = ["published = ?"]
+    args: list[Any] = [True]
+    if query.statuses:
+        clause, values = dialect.in_list("status", [s.value for s in query.statuses])
+        where.append(clause)
+        args += values
+    for column, value in (("type", query.type), ("queue", query.queue)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if query.since is not None:
+        where.append("created_at >= ?")
+        args.append(dialect.encode_time(query.since))
+    if query.cursor is not None:
+        created, task_id = decode_cursor(query.cursor)
+        where.append("(created_at, id) < (?, ?)")
+        args += [dialect.encode_time(created), task_id]
+    sql = f"{SELECT} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+    return sql, [*args, query.limit + 1]
+
+
+def encode_cursor(record: TaskRecord) -> str:
+    raw = orjson.dumps([record.created_at.isoformat(), record.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor stands for; ``ValueError`` for anything not made by us."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = orjson.loads(raw)
+        when = datetime.fromisoformat(created)
+    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValueError("not a cursor of this API") from exc
+    if when.tzinfo is None or not isinstance(task_id, str):
+        raise ValueError("not a cursor of this API")
+    return when, task_id

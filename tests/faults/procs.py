@@ -1,0 +1,220 @@
+"""Gateways and consumers under test, as real processes pointed at a private node.
+
+Why processes: what a fault tests lives in process death, reconnect loops and
+the broker's requeue of a dead connection's deliveries, which an in-process
+object sharing the test's event loop would not show faithfully. Each child
+builds its settings from ``WARREN_*`` variables (as ``warren`` does in
+production), runs in its own session so it and anything it starts can be
+killed as a group by PID, and writes its output to a file the assertions show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+from aio_pika.exceptions import AMQPError
+from pydantic import SecretStr
+
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``WARREN_*`` set so that a child builds ``settings``.
+
+    Inherited ``WARREN_*`` variables are dropped: a field that is None here must
+    stay unset in the child.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, tuple | list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        env[f"WARREN_{name.upper()}"] = text
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Proc:
+    """A child process in its own session, its output appended to a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def kill9(self) -> None:
+        """SIGKILL to its whole process group (by PID), and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+
+class Spawner:
+    """Starts children from settings; ``kill_all`` (at teardown) SIGKILLs every one by PID."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Proc] = []
+
+    def python(self, *args: str, env: dict[str, str], name: str) -> Proc:
+        log = self.log_dir / f"{len(self.children):02d}-{name}.log"
+        child = Proc([sys.executable, *args], env, log)
+        self.children.append(child)
+        return child
+
+    def consumer(self, settings: Settings, concurrency: int = 4, queue: str = "diag") -> Proc:
+        return self.python(
+            "-m",
+            "service.cli",
+            "consume",
+            "--queue",
+            queue,
+            "--concurrency",
+            str(concurrency),
+            env=settings_env(settings),
+            name=f"consume-{queue}",
+        )
+
+    def gateway(self, settings: Settings) -> Proc:
+        return self.python(
+            "-m", "service.cli", "gateway", env=settings_env(settings), name="gateway"
+        )
+
+    def kill_all(self) -> None:
+        for child in self.children:
+            child.kill9()
+
+    def logs(self) -> str:
+        """The tail of every child's log, for an assertion message."""
+        return "\n".join(f"--- {c.argv[-4:]} pid {c.pid} ---\n{c.log(2000)}" for c in self.children)
+
+
+async def until(
+    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    within: float,
+    what: str,
+    every: float = 0.1,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` (sync or async) until true; past ``within`` seconds, fail saying why."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            detail = f"\n{explain()}" if explain else ""
+            raise AssertionError(f"waited {within}s for {what}{detail}")
+        await asyncio.sleep(every)
+
+
+async def queue_state(url: str, queue: str) -> tuple[int, int] | None:
+    """(ready messages, consumers) of a queue asked of the broker now; None if unreachable.
+
+    A fresh, plain connection each time: a robust channel's passive declare
+    answers from its cache, and a fault may have closed any older connection.
+    """
+    try:
+        async with asyncio.timeout(5):
+            connection = await aio_pika.connect(url)
+            async with connection:
+                channel = await connection.channel()
+                ok = await (await channel.get_underlay_channel()).queue_declare(queue, passive=True)
+    except (AMQPError, OSError, TimeoutError):
+        return None
+    assert ok.message_count is not None and ok.consumer_count is not None
+    return ok.message_count, ok.consumer_count
+
+
+async def wait_consumers(
+    url: str, queue: str, count: int, within: float, spawner: Spawner | None = None
+) -> None:
+    """Until ``queue`` has exactly ``count`` consumers attached (re-attached after a fault)."""
+
+    async def attached() -> bool:
+        state = await queue_state(url, queue)
+        return state is not None and state[1] == count
+
+    await until(
+        attached,
+        within,
+        f"{count} consumers on {queue}",
+        every=0.25,
+        explain=spawner.logs if spawner else None,
+    )
+
+
+async def wait_drained(url: str, queue: str, within: float, spawner: Spawner | None = None) -> None:
+    async def empty() -> bool:
+        state = await queue_state(url, queue)
+        return state is not None and state[0] == 0
+
+    await until(
+        empty, within, f"{queue} drained", every=0.25, explain=spawner.logs if spawner else None
+    )
+
+
+async def wait_http_ready(base_url: str, proc: Proc, within: float) -> None:
+    """Poll the gateway's ``/readyz`` until 200 (its broker connection is up)."""
+
+    async def ready() -> bool:
+        assert proc.alive(), f"gateway exited early:\n{proc.log()}"
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{base_url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as response,
+            ):
+                return response.status == 200
+        return False
+
+    await until(ready, within, f"{base_url}/readyz", every=0.2, explain=proc.log)
+
+
+def gateway_url(settings: Settings) -> str:
+    return f"http://{settings.http_host}:{settings.http_port}"
