@@ -262,3 +262,21 @@ async def test_a_malformed_traceparent_is_ignored_never_an_error(
     body = {"type": "diag.echo", "payload": {"message": "hi"}}
     accepted = await submit(url, body, {"traceparent": traceparent})
     assert len(accepted["trace_id"]) == 32 and accepted["trace_id"] != "0" * 32
+
+
+async def test_a_task_record_links_to_its_trace_in_jaeger(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from service.http.app import create_app
+
+    linked = settings.model_copy(update={"jaeger_ui_url": "http://jaeger.example:16686/"})
+    async with TestClient(TestServer(create_app(linked))) as gateway:
+        response = await gateway.post(
+            "/v1/tasks", json={"type": "diag.echo", "payload": {"message": "hi"}}
+        )
+        accepted = await response.json()
+        record = await (await gateway.get(f"/v1/tasks/{accepted['id']}")).json()
+    assert record["trace_id"] == accepted["trace_id"]
+    assert record["trace_url"] == f"http://jaeger.example:16686/trace/{accepted['trace_id']}"
