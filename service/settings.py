@@ -8,10 +8,11 @@ documentation: the README's configuration table is generated from them
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -198,6 +199,29 @@ class Settings(BaseSettings):
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("retry_max_seconds must be >= retry_base_seconds")
         return self
+
+    def child_environment(self, **overrides: Any) -> dict[str, str]:
+        """This process's environment with ``WARREN_*`` set so that a child process builds
+        these settings (plus ``overrides``): what ``warren dev``-like launchers, benchmarks
+        and tests hand to the processes they start.
+
+        Inherited ``WARREN_*`` variables are dropped first: a field that is None here must
+        stay unset in the child, not pick up the caller's value.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
+        values = self.model_copy(update=overrides)
+        for name in type(self).model_fields:
+            value = getattr(values, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, tuple | list | dict):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            env[f"WARREN_{name.upper()}"] = text
+        return env
 
     @property
     def worker_name(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
 
 from service.settings import Settings
 
@@ -23,25 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    """This process's environment, with ``WARREN_*`` set so that a child builds ``settings``.
-
-    Inherited ``WARREN_*`` variables are dropped: a field left unset here (None)
-    must stay unset in the child.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
-    values = settings.model_copy(update=overrides)
-    for name in Settings.model_fields:
-        value = getattr(values, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, tuple | list | dict):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        env[f"WARREN_{name.upper()}"] = text
-    return env
+    return settings.child_environment(**overrides)
 
 
 class Child:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
 
 from service.settings import Settings
 
@@ -28,25 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def warren_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    """This process's environment with ``WARREN_*`` set so that a child builds ``settings``.
-
-    Inherited ``WARREN_*`` variables are dropped first: a field that is None
-    here must stay unset in the child, not pick up the caller's value.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
-    values = settings.model_copy(update=overrides)
-    for name in Settings.model_fields:
-        value = getattr(values, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, tuple | list | dict):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        env[f"WARREN_{name.upper()}"] = text
-    return env
+    return settings.child_environment(**overrides)
 
 
 class Proc:
