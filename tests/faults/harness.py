@@ -67,6 +67,13 @@ def node_settings(node: RabbitNode, **overrides: Any) -> Settings:
 
 @dataclass
 class Harness:
+    """One scenario: its settings, the processes it started, and its ledger.
+
+    The node is always asked directly (``node.url``) for counts and events, even
+    when Warren's processes reach it through a proxy, so a fault on their path
+    never blinds the judge.
+    """
+
     scenario: str
     node: RabbitNode
     spawner: Spawner

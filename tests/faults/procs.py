@@ -3,16 +3,16 @@
 Why processes: what a fault tests lives in process death, reconnect loops and
 the broker's requeue of a dead connection's deliveries, which an in-process
 object sharing the test's event loop would not show faithfully. Each child
-builds its settings from ``WARREN_*`` variables (as ``warren`` does in
-production), runs in its own session so it and anything it starts can be
-killed as a group by PID, and writes its output to a file the assertions show.
+builds its settings from ``WARREN_*`` variables (``Settings.child_environment``,
+as ``warren`` does in production), runs in its own session so it and anything
+it starts can be killed as a group by PID, and writes its output to a file the
+assertions show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -24,32 +24,10 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 from aio_pika.exceptions import AMQPError
-from pydantic import SecretStr
 
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment with ``WARREN_*`` set so that a child builds ``settings``.
-
-    Inherited ``WARREN_*`` variables are dropped: a field that is None here must
-    stay unset in the child.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, tuple | list | dict):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        env[f"WARREN_{name.upper()}"] = text
-    return env
 
 
 def free_port() -> int:
@@ -114,13 +92,13 @@ class Spawner:
             queue,
             "--concurrency",
             str(concurrency),
-            env=settings_env(settings),
+            env=settings.child_environment(),
             name=f"consume-{queue}",
         )
 
     def gateway(self, settings: Settings) -> Proc:
         return self.python(
-            "-m", "service.cli", "gateway", env=settings_env(settings), name="gateway"
+            "-m", "service.cli", "gateway", env=settings.child_environment(), name="gateway"
         )
 
     def kill_all(self) -> None:

@@ -12,7 +12,7 @@ a ``503`` (and run anyway: *recovered*).
 Why clients are not connected to B: Warren takes one broker URL, and a robust
 connection reconnects only to it; surviving the loss of the node a client is
 connected to takes a load balancer in front of the cluster (see
-docs/guarantees.md).
+the README's "Guarantees").
 """
 
 from __future__ import annotations

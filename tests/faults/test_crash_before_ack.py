@@ -29,7 +29,7 @@ from tests.faults.broker import RabbitNode
 from tests.faults.harness import open_harness, run_once
 from tests.faults.ledger import Ledger, Verdict
 from tests.faults.load import declare_topology, envelope, publish_confirmed, scaled
-from tests.faults.procs import Proc, Spawner, settings_env, until
+from tests.faults.procs import Proc, Spawner, until
 
 pytestmark = pytest.mark.faults
 
@@ -55,7 +55,7 @@ async def crash_scenario(node: RabbitNode, spawner: Spawner) -> CrashRun:
     crash_tasks = {t.id for t, m in zip(tasks, messages, strict=True) if m.startswith("crash")}
     await publish_confirmed(h.settings, h.ledger, tasks)
     side_file = spawner.log_dir / "side-effects.jsonl"
-    env = settings_env(h.settings)
+    env = h.settings.child_environment()
 
     def runs() -> dict[str, list[dict[str, Any]]]:
         by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
