@@ -93,6 +93,9 @@ class Envelope:
     traceparent: str | None = None
     tracestate: str | None = None
     submitter: str | None = None
+    # Not on the wire: the broker's flag on the delivery this envelope came from, so every
+    # event of a run can say whether an earlier delivery of it may already have run.
+    redelivered: bool = False
 
     @property
     def trace_id(self) -> str | None:
@@ -106,10 +109,11 @@ class Envelope:
         """The envelope of the next attempt; ``trace_context`` (``traceparent``/``tracestate``
         of the span publishing it) makes that attempt a child of the one that failed."""
         if trace_context is None:
-            return replace(self, attempt=self.attempt + 1)
+            return replace(self, attempt=self.attempt + 1, redelivered=False)
         return replace(
             self,
             attempt=self.attempt + 1,
+            redelivered=False,
             traceparent=clean_traceparent(trace_context.get(H_TRACEPARENT)) or self.traceparent,
             tracestate=clean_tracestate(trace_context.get(H_TRACESTATE)),
         )
@@ -179,6 +183,7 @@ class Envelope:
             traceparent=clean_traceparent(_text(headers.get(H_TRACEPARENT))),
             tracestate=clean_tracestate(_text(headers.get(H_TRACESTATE))),
             submitter=_text(headers.get(H_SUBMITTER)),
+            redelivered=bool(delivery.redelivered),
         )
 
 

@@ -31,6 +31,10 @@ class Status(StrEnum):
 def event_body(envelope: Envelope, status: Status, worker: str, **details: Any) -> dict[str, Any]:
     """The event as a dict: ids, attempt, time, trace id, plus status-specific details.
 
+    ``redelivered`` says the broker handed this run a message an earlier delivery may
+    already have run: readers deduplicating on ``message_id`` can tell a repeated run
+    (redelivered) from a repeated event.
+
     ``details`` are e.g. ``result`` (succeeded), ``error`` and ``next_delay_seconds``
     (retrying), ``reason`` and ``error`` (dead).
     """
@@ -44,6 +48,7 @@ def event_body(envelope: Envelope, status: Status, worker: str, **details: Any) 
         "at": datetime.now(UTC).isoformat(),
         "trace_id": envelope.trace_id,
         "worker": worker,
+        "redelivered": envelope.redelivered,
         **details,
     }
 

@@ -124,11 +124,6 @@ def test_a_crash_before_the_ack_redelivers_and_the_repeat_run_is_flagged(
     assert len(run.verdict.duplicated) >= run.crashes, run.verdict
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: lifecycle events do not say a run is a redelivery; a reader deduplicating "
-    "on message_id (<task>.<attempt>.<status>) cannot tell a repeated run from a repeated event",
-)
 def test_a_redelivered_run_is_recorded_as_such_on_the_event_stream(crash_run: CrashRun) -> None:
     """The run that completed after a redelivery says so in its own events."""
     repeated = {t: r for t, r in crash_run.side_effects.items() if len(r) > 1}
