@@ -90,8 +90,12 @@ def prometheus_text() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+# A proxy until set-up installs the provider, then it delegates: obtained once, not per span.
+_TRACER = trace.get_tracer("warren")
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("warren")
+    return _TRACER
 
 
 def inject() -> dict[str, str]:

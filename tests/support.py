@@ -86,17 +86,26 @@ async def drain(
 
 
 class TcpProxy:
-    """A tiny TCP proxy: tests cut the broker connection by closing it, no root needed."""
+    """A tiny TCP proxy: tests cut the broker connection or slow it down, no root needed.
+
+    Toxiproxy is not available here and ``tc netem`` is not in this kernel, so the
+    network faults are made in user space: ``cut`` drops every proxied connection and
+    refuses new ones until ``restore``; ``latency`` delays every chunk in both
+    directions (in order, so the stream stays intact).
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
+        self.latency = 0.0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -111,10 +120,11 @@ class TcpProxy:
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await src.read(65536):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 dst.write(data)
                 await dst.drain()
         dst.close()

@@ -24,7 +24,7 @@ from tests.faults.harness import Harness, warren_url
 from tests.faults.ledger import Told
 from tests.faults.load import HttpLoad, patience, scaled
 from tests.faults.procs import until
-from tests.faults.proxy import FaultyProxy
+from tests.support import TcpProxy
 
 pytestmark = pytest.mark.faults
 
@@ -34,11 +34,11 @@ FAULTS = 3  # close_all_connections, a cut, a latency episode
 
 
 @pytest.fixture
-async def proxy(node: RabbitNode) -> AsyncIterator[FaultyProxy]:
-    proxy = FaultyProxy(node.amqp_port)
+async def proxy(node: RabbitNode) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", node.amqp_port)
     await proxy.start()
     yield proxy
-    await proxy.close()
+    await proxy.cut()
 
 
 async def accepted_again(h: Harness, after: float, what: str) -> None:
@@ -54,7 +54,7 @@ async def accepted_again(h: Harness, after: float, what: str) -> None:
 
 
 async def test_closed_dropped_and_slow_connections_are_survived_without_loss(
-    harness: MakeHarness, node: RabbitNode, proxy: FaultyProxy
+    harness: MakeHarness, node: RabbitNode, proxy: TcpProxy
 ) -> None:
     # Warren's processes go through the proxy; the test's own checks ask the node directly.
     h = await harness(broker_url=warren_url(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"))
