@@ -10,8 +10,8 @@ before it takes its first delivery.
 Hooks for the delivery path:
 
 * ``is_cancelled(task_id)``: the delivery is skipped and acked, and a
-  ``cancelled`` event recorded (``settle_cancelled``) — for a task cancelled
-  while queued, or while waiting in a retry tier;
+  ``cancelled`` event recorded (the ``Cancelled`` outcome) — for a task
+  cancelled while queued, or while waiting in a retry tier;
 * ``guard(task_id, work, interruptible=…)``: runs an attempt so that a
   cancellation arriving meanwhile cancels its asyncio task (cooperatively:
   the handler sees ``CancelledError`` at its next ``await``) and
@@ -41,12 +41,8 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from consumers.settle import Settler, requeue
 from service.amqp import Publisher
-from service.envelope import Envelope
 from service.errors import PublishError
-from service.events import Status
-from service.metrics import DELIVERIES
 from service.store.control import parse_control, sync_message
 from service.topology import Topology, declare_queue
 
@@ -170,30 +166,3 @@ def _close(work: Awaitable[object]) -> None:
     close = getattr(work, "close", None)
     if callable(close):
         close()
-
-
-async def settle_cancelled(
-    settler: Settler,
-    delivery: AbstractIncomingMessage,
-    envelope: Envelope,
-    running: asyncio.Future[None] | None = None,
-) -> None:
-    """Record ``cancelled`` (a confirmed event, after the attempt's ``running`` if any), then ack.
-
-    If the event cannot be published the delivery is requeued, as any settle
-    failure is: it comes back, is still cancelled, and is settled then.
-    """
-    try:
-        if running is not None:
-            await running
-        await settler.event(envelope, Status.CANCELLED, reason="cancel-requested")
-    except PublishError as exc:
-        await requeue(delivery, f"recording its cancellation failed: {exc}")
-        return
-    try:
-        await delivery.ack()
-    except (AMQPError, ChannelInvalidStateError) as exc:
-        log.warning("ack failed (%r); the broker will redeliver", exc)
-        return
-    DELIVERIES.add(1, {"queue": envelope.queue, "type": envelope.type, "outcome": "cancelled"})
-    log.info("task %s attempt %d cancelled on request", envelope.id, envelope.attempt)

@@ -1,4 +1,4 @@
-"""One delivery, top to bottom: extract trace context → decode → run handler → settle.
+"""One delivery, top to bottom: extract trace context → decode → run handler (in a slot) → settle.
 
 Everything about one delivery happens inside its ``process <queue>`` span and
 with its task ids bound to the log context, so traces and log lines of an
@@ -22,16 +22,17 @@ from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
-from consumers.cancellation import Cancellations, TaskCancelled, settle_cancelled
+from consumers.cancellation import Cancellations, TaskCancelled
 from consumers.context import Resources, TaskContext
-from consumers.outcome import Outcome, Succeeded, decide
+from consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from consumers.registry import Handler
-from consumers.settle import Settler, requeue
+from consumers.settle import Settler
+from consumers.spans import messaging_attributes
 from service.contracts import Backoff
 from service.envelope import H_ATTEMPT, Envelope
 from service.errors import DecodeError
 from service.logs import bound_task
-from service.metrics import HANDLER_DURATION, INFLIGHT, REDELIVERIES
+from service.metrics import HANDLER_DURATION, REDELIVERIES
 from service.settings import Settings
 from service.telemetry import extract, tracer
 
@@ -47,7 +48,13 @@ class Decoded:
 
 
 class DeliveryProcessor:
-    """Runs the deliveries of one work queue; shared by all of a consumer's concurrent tasks."""
+    """Runs the deliveries of one work queue; shared by all of a consumer's concurrent tasks.
+
+    A consumer holds more deliveries (its prefetch) than it runs handlers at once
+    (its concurrency): a delivery waits for one of ``concurrency`` handler slots,
+    and gives it back as soon as its handler returns, so waiting for the
+    outcome's confirms never keeps another delivery from running.
+    """
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class DeliveryProcessor:
         resources: Resources,
         worker: str,
         cancellations: Cancellations | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.queue = queue
         self._handlers = handlers
@@ -68,19 +76,39 @@ class DeliveryProcessor:
         self._resources = resources
         self._worker = worker
         self._cancellations = cancellations or Cancellations()
+        self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
+        self._running = 0
+        self._waiting: set[asyncio.Task[Any]] = set()
         self._labels = {"queue": queue}
+        self._by_type: dict[str, dict[str, str]] = {}
         self._default_backoff = Backoff(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.retry_jitter
         )
 
+    @property
+    def running(self) -> int:
+        """Handler slots taken now."""
+        return self._running
+
     async def process(self, delivery: AbstractIncomingMessage) -> None:
         headers = delivery.headers or {}
+        attributes = messaging_attributes(
+            "process",
+            self.queue,
+            delivery.routing_key or "",
+            {
+                "messaging.message.id": delivery.message_id or "",
+                "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag or 0,
+                "warren.task.id": delivery.message_id or "",
+                "warren.task.type": delivery.type or "",
+            },
+        )
         with (
             tracer().start_as_current_span(
                 f"process {self.queue}",
                 context=extract(headers),
                 kind=trace.SpanKind.CONSUMER,
-                attributes=self._span_attributes(delivery),
+                attributes=attributes,
             ) as span,
             bound_task(
                 task_id=delivery.message_id,
@@ -89,11 +117,7 @@ class DeliveryProcessor:
                 attempt=headers.get(H_ATTEMPT),
             ),
         ):
-            INFLIGHT.add(1, self._labels)
-            try:
-                await self._process(delivery, span)
-            finally:
-                INFLIGHT.add(-1, self._labels)
+            await self._process(delivery, span)
 
     async def _process(self, delivery: AbstractIncomingMessage, span: trace.Span) -> None:
         if delivery.redelivered:
@@ -110,19 +134,47 @@ class DeliveryProcessor:
             await self._settler.settle_undecodable(delivery, envelope, exc.reason, str(exc))
             return
         if self._cancellations.is_cancelled(envelope.id):  # cancelled while queued or retrying
-            await settle_cancelled(self._settler, delivery, envelope)
+            await self._settler.settle(delivery, envelope, Cancelled())
             return
-        running = self._settler.running(envelope)
         try:
-            outcome = await self._attempt(decoded, delivery.redelivered or False, span)
-        except TaskCancelled:  # cancelled while running
-            await settle_cancelled(self._settler, delivery, envelope, running)
-            return
+            outcome, running = await self._run_in_slot(decoded, bool(delivery.redelivered), span)
         except asyncio.CancelledError:
-            running.cancel()
-            await requeue(delivery, "the consumer is stopping")
+            await self._settler.requeue(delivery, "the consumer is stopping")
             raise
         await self._settler.settle(delivery, envelope, outcome, running)
+
+    async def _run_in_slot(
+        self, decoded: Decoded, redelivered: bool, span: trace.Span
+    ) -> tuple[Outcome, asyncio.Future[None]]:
+        """``running``, then the attempt, in a handler slot; the slot is free again on return."""
+        await self._take_slot()
+        self._running += 1
+        running = self._settler.running(decoded.envelope)
+        try:
+            return await self._attempt(decoded, redelivered, span), running
+        except TaskCancelled:  # cancelled while running
+            return Cancelled(), running
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        """Wait for a handler slot; ``stop`` cancels the wait (the delivery goes back unstarted)."""
+        waiting = asyncio.current_task()
+        assert waiting is not None
+        self._waiting.add(waiting)
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting.discard(waiting)
+
+    def stop(self) -> None:
+        """Give back, unstarted, every delivery still waiting for a handler slot."""
+        for waiting in self._waiting:
+            waiting.cancel()  # ``_process`` requeues it: it never ran, no event was sent
 
     def decode(self, envelope: Envelope, body: bytes) -> Decoded:
         """The envelope's handler and validated payload, or ``DecodeError`` with a reason."""
@@ -156,11 +208,16 @@ class DeliveryProcessor:
             outcome = decide(exc, envelope, backoff, self._settings.retry_tiers_seconds)
             span.set_status(trace.StatusCode.ERROR, outcome.error_type)
         finally:
-            HANDLER_DURATION.record(
-                time.perf_counter() - started, {"queue": self.queue, "type": envelope.type}
-            )
+            HANDLER_DURATION.record(time.perf_counter() - started, self._type_labels(envelope.type))
         span.set_attribute("warren.task.outcome", type(outcome).__name__.lower())
         return outcome
+
+    def _type_labels(self, task_type: str) -> dict[str, str]:
+        """Label dicts built once per task type: the metrics SDK hashes each one it gets."""
+        labels = self._by_type.get(task_type)
+        if labels is None:
+            labels = self._by_type[task_type] = {"queue": self.queue, "type": task_type}
+        return labels
 
     async def _run(self, decoded: Decoded, redelivered: bool) -> Any:
         envelope, handler = decoded.envelope, decoded.handler
@@ -182,18 +239,6 @@ class DeliveryProcessor:
             call = functools.partial(handler.fn, decoded.payload, ctx)
             run_in_context = functools.partial(contextvars.copy_context().run, call)
             return await asyncio.get_running_loop().run_in_executor(self._executor, run_in_context)
-
-    def _span_attributes(self, delivery: AbstractIncomingMessage) -> dict[str, Any]:
-        return {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": self.queue,
-            "messaging.rabbitmq.destination.routing_key": delivery.routing_key or "",
-            "messaging.message.id": delivery.message_id or "",
-            "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag or 0,
-            "warren.task.id": delivery.message_id or "",
-            "warren.task.type": delivery.type or "",
-        }
 
 
 def _bounded_result(result: Any) -> Any:

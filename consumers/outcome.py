@@ -1,4 +1,4 @@
-"""How a delivery ends: succeeded, retried in a TTL tier, or dead-lettered; decided here."""
+"""How a delivery ends: succeeded, retried in a TTL tier, dead-lettered or cancelled."""
 
 from __future__ import annotations
 
@@ -29,7 +29,14 @@ class DeadLetter:
     error: str
 
 
-Outcome = Succeeded | RetryIn | DeadLetter
+@dataclass(frozen=True)
+class Cancelled:
+    """Cancelled on request: before it ran (while queued or in a retry tier) or while running."""
+
+    reason: str = "cancel-requested"
+
+
+Outcome = Succeeded | RetryIn | DeadLetter | Cancelled
 
 
 def describe(exc: BaseException) -> tuple[str, str]:

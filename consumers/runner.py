@@ -4,8 +4,11 @@ Two connections, as RabbitMQ advises: one consumes and acks, one publishes
 (retries, dead letters, events). When the broker blocks publishers under a
 resource alarm, only the publishing connection is blocked.
 
-Prefetch equals concurrency, so the broker dispatches fairly across consumer
-processes and never hands one process more than it is running.
+Prefetch (deliveries held unacked) is larger than concurrency (handlers
+running): a delivery whose handler returned waits for its confirms without a
+handler slot, and the next ones are already here when a slot frees. The
+default, twice the concurrency, keeps dispatch fair enough across processes; for long
+tasks set ``consumer_prefetch`` to the concurrency.
 
 Shutdown never loses a task: deliveries are acked only after their outcome is
 published, anything still running when the grace ends is nacked with requeue,
@@ -21,8 +24,8 @@ import signal
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError
 
+from consumers.acks import Acks
 from consumers.cancellation import Cancellations
 from consumers.context import Resources
 from consumers.delivery import DeliveryProcessor
@@ -33,13 +36,14 @@ from consumers.threads import HandlerThreads
 from service import topology
 from service.amqp import Publisher, connect
 from service.contracts import Catalog
-from service.metrics import QUEUE_DEPTHS
+from service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
 from service.settings import Settings
 from service.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 BROKER_CALL_TIMEOUT = 5.0  # bounds each shutdown step that talks to the broker
 DEPTH_INTERVAL = 5.0  # seconds between samples of this queue's depths for /metrics
+PREFETCH_PER_SLOT = 2  # default prefetch per handler slot (see ``consumer_prefetch``)
 
 
 class Consumer:
@@ -57,6 +61,7 @@ class Consumer:
         self.settings = settings
         self.queue = queue
         self.concurrency = concurrency or settings.consumer_concurrency
+        self.prefetch = prefetch_for(settings, self.concurrency)
         self.worker = settings.worker_name
         # Fail loudly before touching the broker: a missing handler or an impossible timeout.
         self._handlers = registry.for_queue(catalog, queue)
@@ -66,6 +71,9 @@ class Consumer:
         self._connections: list[AbstractRobustConnection] = []
         self._executor = HandlerThreads(self.concurrency, f"warren-{queue}")
         self._resources = Resources()
+        self._acks = Acks()
+        self._settler: Settler | None = None
+        self._processor: DeliveryProcessor | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._stopped = False
@@ -95,18 +103,20 @@ class Consumer:
         # Before the first delivery: every cancellation broadcast so far (the control stream).
         cancellations = Cancellations(self.settings.cancellation_retention_seconds)
         await cancellations.follow(consuming, publisher, self._topology)
-        processor = DeliveryProcessor(
+        self._settler = settler = Settler(self.queue, publisher, self.worker, self._acks)
+        self._processor = processor = DeliveryProcessor(
             self.queue,
             self._handlers,
-            Settler(self.queue, publisher, self.worker),
+            settler,
             self.settings,
             self._executor,
             self._resources,
             self.worker,
             cancellations,
+            self.concurrency,
         )
         channel = await consuming.channel()
-        await channel.set_qos(prefetch_count=self.concurrency)
+        await channel.set_qos(prefetch_count=self.prefetch)
         # Declared (not fetched) and kept, so the robust channel restores the consumer.
         self._queue = await topology.declare_work_queue(channel, self._topology, self.queue)
 
@@ -114,32 +124,41 @@ class Consumer:
             task = asyncio.current_task()
             assert task is not None
             self._inflight.add(task)
+            self._acks.track(delivery)
             try:
                 if self._stopped:
                     # Dispatched between our basic.cancel and its cancel-ok (or while
                     # start-up was interrupted): hand it back untouched, never start it.
-                    await _give_back(delivery)
+                    await self._give_back(delivery)
                 else:
                     await processor.process(delivery)
             finally:
                 self._inflight.discard(task)
 
         self._consumer_tag = await self._queue.consume(on_delivery)
+        INFLIGHT_COUNTS[self.queue] = lambda: len(self._inflight)
         self._depths = asyncio.create_task(self._sample_depths(publishing))
         if self._health is not None:
             async with asyncio.timeout(BROKER_CALL_TIMEOUT):
                 await self._sampled.wait()  # the first scrape already shows queue depths
             await self._health.start()
         log.info(
-            "consuming %s (worker %s, concurrency %d)",
+            "consuming %s (worker %s, concurrency %d, prefetch %d)",
             self._queue.name,
             self.worker,
             self.concurrency,
+            self.prefetch,
         )
 
     @property
     def inflight(self) -> int:
+        """Deliveries held (unacked): at most the prefetch."""
         return len(self._inflight)
+
+    @property
+    def running(self) -> int:
+        """Handlers running now: at most the concurrency."""
+        return self._processor.running if self._processor is not None else 0
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking deliveries, let in-flight tasks finish within ``grace``, requeue the rest.
@@ -149,6 +168,8 @@ class Consumer:
         if self._stopped:
             return
         self._stopped = True  # from here on a delivery is given back, not started
+        if self._processor is not None:
+            self._processor.stop()  # and so is one still waiting for a handler slot
         grace = self.settings.consumer_grace_seconds if grace is None else grace
         deadline = asyncio.get_running_loop().time() + grace
         try:
@@ -156,6 +177,8 @@ class Consumer:
                 self._depths.cancel()
             await self._cancel_consumer()
             await self._drain(deadline)
+            if self._settler is not None:  # events an alarm kept back: the grace is theirs too
+                await self._settler.flush(deadline - asyncio.get_running_loop().time())
             await self._resources.close()
             for connection in reversed(self._connections):
                 try:
@@ -164,6 +187,7 @@ class Consumer:
                 except Exception as exc:  # the broker requeues what the connection left unacked
                     log.warning("closing a broker connection failed: %r", exc)
         finally:
+            INFLIGHT_COUNTS.pop(self.queue, None)
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._health is not None:
                 await self._health.stop()
@@ -174,6 +198,10 @@ class Consumer:
                 self._executor.running,
             )
         log.info("consumer of %s stopped", self.queue)
+
+    async def _give_back(self, delivery: AbstractIncomingMessage) -> None:
+        if self._settler is not None:
+            await self._settler.requeue(delivery, "the consumer is stopping (not started)")
 
     async def _sample_depths(self, connection: AbstractRobustConnection) -> None:
         """Sample ready counts of this queue's work, retry and dead queues for /metrics."""
@@ -222,10 +250,9 @@ class Consumer:
             await asyncio.wait(pending, timeout=BROKER_CALL_TIMEOUT)
 
 
-async def _give_back(delivery: AbstractIncomingMessage) -> None:
-    # On a closed channel the broker has requeued it already; aiormq raises RuntimeError then.
-    with contextlib.suppress(AMQPError, RuntimeError):
-        await delivery.nack(requeue=True)
+def prefetch_for(settings: Settings, concurrency: int) -> int:
+    """The prefetch of a consumer running ``concurrency`` handlers (``consumer_prefetch``)."""
+    return settings.consumer_prefetch or PREFETCH_PER_SLOT * concurrency
 
 
 async def run(

@@ -1,11 +1,22 @@
 """Settling a delivery: the one place that acks, requeues, retries and dead-letters.
 
 Confirmed publishes first, ack last: the retry message, dead letter and
-lifecycle event are all on the broker before the original is acked, so a
-crash in between can only duplicate, never lose. Nothing is requeued with
-``nack`` for a handler failure (that loops a poison message at the head of
-the queue); ``nack(requeue=True)`` is kept for work that never reached an
-outcome: shutdown and a failed settle.
+lifecycle events are all on the broker before the original is acked, so a
+crash in between can only duplicate, never lose. The publishes of one outcome
+go out on one channel right after the attempt's ``running`` event (started
+before the handler), in that order, and their confirms are awaited together:
+one broker round trip per task, not one per publish.
+
+Under a resource alarm the broker blocks the publishing connection and no
+confirm comes until the alarm clears. Requeueing on the publish timeout would
+run the task again for every timeout the alarm lasts, so instead: a success is
+acked at once (the work is done) and its events stay in the client, confirmed
+after the alarm (lost only if the process ends first); a retry, dead letter or
+cancellation holds its delivery, unacked, until the alarm clears.
+
+Nothing is requeued with ``nack`` for a handler failure (that loops a poison
+message at the head of the queue); ``nack(requeue=True)`` is kept for work that
+never reached an outcome: shutdown and a failed settle.
 """
 
 from __future__ import annotations
@@ -13,152 +24,240 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from opentelemetry import trace
 
-from consumers.outcome import DeadLetter, Outcome, RetryIn, Succeeded
+from consumers.acks import ACK_ERRORS, Acks
+from consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
+from consumers.spans import messaging_attributes
 from service.amqp import Publisher
 from service.envelope import Envelope, dead_letter_message
 from service.errors import PublishError
 from service.events import Status, event_body
-from service.metrics import DELIVERIES
+from service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
 from service.telemetry import inject, tracer
 
 log = logging.getLogger(__name__)
-OUTCOME_LABEL = {Succeeded: "succeeded", RetryIn: "retried", DeadLetter: "dead"}
+OUTCOME_LABEL = {
+    Succeeded: "succeeded",
+    RetryIn: "retried",
+    DeadLetter: "dead",
+    Cancelled: "cancelled",
+}
+MAX_DEFERRED = 10_000  # events of acked successes awaiting an alarm's end; beyond, successes wait
+BLOCK_CHECK_SECONDS = 0.25  # how often a confirm wait looks whether the broker blocked us
+
+Confirms = list[asyncio.Future[None]]
 
 
 class Settler:
     """Turns an outcome into confirmed publishes and an ack, for one work queue."""
 
-    def __init__(self, queue: str, publisher: Publisher, worker: str) -> None:
+    def __init__(
+        self, queue: str, publisher: Publisher, worker: str, acks: Acks | None = None
+    ) -> None:
         self.queue = queue
         self._publisher = publisher
         self._worker = worker
+        self._acks = acks or Acks()
+        self._deferred: set[asyncio.Future[None]] = set()
+        self._settled = 0
 
     def running(self, envelope: Envelope) -> asyncio.Future[None]:
-        """Publish ``running`` without waiting; ``settle`` awaits it before the outcome's event."""
-        return asyncio.ensure_future(self.event(envelope, Status.RUNNING))
+        """Publish ``running`` now, before the handler; its confirm is awaited with the outcome."""
+        return self._event(envelope, Status.RUNNING)
 
     async def settle(
         self,
         delivery: AbstractIncomingMessage,
         envelope: Envelope,
         outcome: Outcome,
-        running: asyncio.Future[None],
+        running: asyncio.Future[None] | None = None,
     ) -> None:
-        try:
-            await running  # one task's events stay in order: running before its outcome
-            match outcome:
-                case Succeeded(result=result):
-                    await self.event(envelope, Status.SUCCEEDED, result=result)
-                case RetryIn(tier=tier, error_type=error_type, error=error):
-                    await self._retry(envelope, tier)
-                    await self.event(
-                        envelope,
-                        Status.RETRYING,
-                        next_delay_seconds=tier,
-                        error_type=error_type,
-                        error=error,
-                    )
-                case DeadLetter(reason=reason, error_type=error_type, error=error):
-                    await self.dead(delivery, reason, error_type, error, envelope.attempt)
-                    await self.event(
-                        envelope, Status.DEAD, reason=reason, error_type=error_type, error=error
-                    )
-            await self._ack(delivery)
-        except PublishError as exc:
-            await requeue(delivery, f"settling failed: {exc}")
-            return
-        DELIVERIES.add(
-            1, {"queue": self.queue, "type": envelope.type, "outcome": OUTCOME_LABEL[type(outcome)]}
-        )
+        confirms = [running] if running is not None else []
+        confirms += self._publish(delivery, envelope, outcome)
+        await self._finish(delivery, confirms, outcome, envelope.type)
 
     async def settle_undecodable(
         self, delivery: AbstractIncomingMessage, envelope: Envelope | None, reason: str, error: str
     ) -> None:
         """Dead-letter what cannot run; with a readable envelope, tell the event stream too."""
-        try:
-            await self.dead(delivery, reason, "DecodeError", error, 0)
-            if envelope is not None:
-                await self.event(
-                    envelope, Status.DEAD, reason=reason, error_type="DecodeError", error=error
-                )
-            await self._ack(delivery)
-        except PublishError as exc:
-            await requeue(delivery, f"dead-lettering failed: {exc}")
-            return
-        DELIVERIES.add(1, {"queue": self.queue, "type": "(undecodable)", "outcome": "dead"})
+        outcome = DeadLetter(reason, "DecodeError", error)
+        confirms = [self._dead(delivery, outcome, 0)]
+        if envelope is not None:
+            confirms.append(self._event(envelope, Status.DEAD, **_dead_details(outcome)))
+        await self._finish(delivery, confirms, outcome, "(undecodable)")
 
-    async def _retry(self, envelope: Envelope, tier: float) -> None:
+    async def requeue(self, delivery: AbstractIncomingMessage, why: str) -> None:
+        """Give the delivery back to the broker unsettled; it is redelivered, never lost."""
+        log.warning("requeueing %s: %s", delivery.message_id, why)
+        # If the channel is gone, the broker requeues every unacked delivery by itself.
+        with contextlib.suppress(*ACK_ERRORS):
+            await delivery.nack(requeue=True)
+        self._acks.forget(delivery)
+
+    async def flush(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for events deferred by an alarm; say how many are lost."""
+        if self._deferred:
+            log.info("waiting for %d events deferred by a resource alarm", len(self._deferred))
+            await asyncio.wait(set(self._deferred), timeout=max(timeout, 0.01))
+        if self._deferred:
+            log.error("%d events of acked tasks were never confirmed", len(self._deferred))
+
+    async def _finish(
+        self,
+        delivery: AbstractIncomingMessage,
+        confirms: Confirms,
+        outcome: Outcome,
+        task_type: str,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            deferred = await self._confirmed(confirms, may_defer=isinstance(outcome, Succeeded))
+        except PublishError as exc:
+            await self.requeue(delivery, f"settling failed: {exc}")
+            return
+        self._settled += 1
+        if not deferred and self._settled % CONFIRM_SAMPLE == 0:
+            PUBLISH_CONFIRM.record(time.perf_counter() - started, self._confirm_labels(outcome))
+        await self._acks.ack(delivery)
+        DELIVERY_COUNTS[(self.queue, task_type, OUTCOME_LABEL[type(outcome)])] += 1
+
+    def _publish(
+        self, delivery: AbstractIncomingMessage, envelope: Envelope, outcome: Outcome
+    ) -> Confirms:
+        """Start the outcome's publishes, in order: the message (if any), then the event."""
+        match outcome:
+            case Succeeded(result=result):
+                return [self._event(envelope, Status.SUCCEEDED, result=result)]
+            case RetryIn(tier=tier, error_type=error_type, error=error):
+                retry = self._retry(envelope, tier)
+                details = {"next_delay_seconds": tier, "error_type": error_type, "error": error}
+                return [retry, self._event(envelope, Status.RETRYING, **details)]
+            case DeadLetter():
+                dead = self._dead(delivery, outcome, envelope.attempt)
+                return [dead, self._event(envelope, Status.DEAD, **_dead_details(outcome))]
+            case Cancelled(reason=reason):
+                log.info("task %s attempt %d cancelled on request", envelope.id, envelope.attempt)
+                return [self._event(envelope, Status.CANCELLED, reason=reason)]
+
+    async def _confirmed(self, confirms: Confirms, *, may_defer: bool) -> bool:
+        """Wait for every confirm; True if they were left to follow an alarm instead.
+
+        Raises ``PublishError`` if a publish failed, or if confirms did not come
+        within the publish timeout while the connection was not blocked.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publisher.timeout
+        pending = set(confirms)
+        while pending:
+            if self._publisher.blocked:
+                _raise_failed(c for c in confirms if c not in pending)
+                if may_defer and len(self._deferred) < MAX_DEFERRED:
+                    self._defer(pending)
+                    return True
+                await self._publisher.unblocked()  # holds the delivery: no re-run per timeout
+                deadline = loop.time() + self._publisher.timeout
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for confirm in pending:
+                    confirm.cancel()
+                raise PublishError(f"no confirm within {self._publisher.timeout}s (unknown)")
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, BLOCK_CHECK_SECONDS))
+        _raise_failed(confirms)
+        return False
+
+    def _defer(self, pending: set[asyncio.Future[None]]) -> None:
+        if not self._deferred:
+            log.warning(
+                "the broker blocks publishing (resource alarm): acking successes now, "
+                "their events follow when it clears; retries and dead letters wait"
+            )
+        for confirm in pending:
+            self._deferred.add(confirm)
+            confirm.add_done_callback(self._deferred_done)
+
+    def _deferred_done(self, confirm: asyncio.Future[None]) -> None:
+        self._deferred.discard(confirm)
+        if not confirm.cancelled() and confirm.exception() is not None:
+            log.error("an event of an acked task was lost: %s", confirm.exception())
+        elif not self._deferred:
+            log.info("every event deferred by the resource alarm is confirmed")
+
+    def _retry(self, envelope: Envelope, tier: float) -> asyncio.Future[None]:
         """Publish the next attempt from its own span, so that attempt is this one's child."""
-        with tracer().start_as_current_span(
-            f"publish {self.queue}",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": self._publisher.names.retry_exchange,
-                "messaging.rabbitmq.destination.routing_key": self._publisher.names.retry_key(
-                    self.queue, tier
-                ),
+        names = self._publisher.names
+        attributes = messaging_attributes(
+            "publish",
+            names.retry_exchange,
+            names.retry_key(self.queue, tier),
+            {
                 "warren.task.id": envelope.id,
                 "warren.task.attempt": envelope.attempt + 1,
                 "warren.retry.delay_seconds": tier,
             },
-        ):
-            await self._publisher.publish_retry(envelope.next_attempt(inject()), tier)
-        log.warning("attempt %d failed; retry in %ss", envelope.attempt, tier)
-
-    async def dead(
-        self,
-        delivery: AbstractIncomingMessage,
-        reason: str,
-        error_type: str,
-        error: str,
-        attempts: int,
-    ) -> None:
+        )
         with tracer().start_as_current_span(
-            f"dead-letter {self.queue}",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": self._publisher.names.dead_exchange,
-                "messaging.rabbitmq.destination.routing_key": self.queue,
+            f"publish {self.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+        ):
+            confirm = self._publisher.send_retry(envelope.next_attempt(inject()), tier)
+        log.warning("attempt %d failed; retry in %ss", envelope.attempt, tier)
+        return confirm
+
+    def _dead(
+        self, delivery: AbstractIncomingMessage, outcome: DeadLetter, attempts: int
+    ) -> asyncio.Future[None]:
+        attributes = messaging_attributes(
+            "publish",
+            self._publisher.names.dead_exchange,
+            self.queue,
+            {
                 "warren.task.id": delivery.message_id or "",
-                "warren.dead.reason": reason,
-                "warren.dead.error_type": error_type,
+                "warren.dead.reason": outcome.reason,
+                "warren.dead.error_type": outcome.error_type,
             },
+        )
+        with tracer().start_as_current_span(
+            f"dead-letter {self.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
         ):
             message = dead_letter_message(
                 delivery,
-                reason=reason,
-                error_type=error_type,
-                error=error,
+                reason=outcome.reason,
+                error_type=outcome.error_type,
+                error=outcome.error,
                 queue=self.queue,
                 attempts=attempts,
             )
-            await self._publisher.publish_dead(message, self.queue)
-        log.error("dead-lettered: %s (%s: %s)", reason, error_type, error)
+            confirm = self._publisher.send_dead(message, self.queue)
+        log.error("dead-lettered: %s (%s: %s)", outcome.reason, outcome.error_type, outcome.error)
+        return confirm
 
-    async def event(self, envelope: Envelope, status: Status, **details: Any) -> None:
-        await self._publisher.publish_event(event_body(envelope, status, self._worker, **details))
+    def _event(self, envelope: Envelope, status: Status, **details: Any) -> asyncio.Future[None]:
+        return self._publisher.send_event(event_body(envelope, status, self._worker, **details))
 
-    @staticmethod
-    async def _ack(delivery: AbstractIncomingMessage) -> None:
-        try:
-            await delivery.ack()
-        except (AMQPError, ChannelInvalidStateError) as exc:
-            log.warning("ack failed (%r); the broker will redeliver", exc)
+    def _confirm_labels(self, outcome: Outcome) -> dict[str, str]:
+        names = self._publisher.names
+        match outcome:
+            case RetryIn():
+                return self._publisher.labels(names.retry_exchange)
+            case DeadLetter():
+                return self._publisher.labels(names.dead_exchange)
+            case _:
+                return self._publisher.labels(names.events_exchange)
 
 
-async def requeue(delivery: AbstractIncomingMessage, why: str) -> None:
-    """Give the delivery back to the broker unsettled; it is redelivered, never lost."""
-    log.warning("requeueing %s: %s", delivery.message_id, why)
-    # If the channel is gone, the broker requeues every unacked delivery by itself.
-    with contextlib.suppress(AMQPError, ChannelInvalidStateError):
-        await delivery.nack(requeue=True)
+def _dead_details(outcome: DeadLetter) -> dict[str, Any]:
+    return {"reason": outcome.reason, "error_type": outcome.error_type, "error": outcome.error}
+
+
+def _raise_failed(confirms: Iterable[asyncio.Future[None]]) -> None:
+    """Raise the first failure among finished publishes (``PublishError``)."""
+    for confirm in confirms:
+        if confirm.cancelled():
+            raise PublishError("the publish was cancelled")
+        if (exc := confirm.exception()) is not None:
+            raise exc

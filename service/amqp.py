@@ -3,8 +3,9 @@
 Every publish is confirmed and mandatory with ``on_return_raises``: without it
 the broker acks an unroutable message after returning it, and it would be
 reported as delivered. Any failure — broker down, nack, return, timeout —
-becomes one ``PublishError``; it is never retried blindly here, because a
-publish that timed out may have been enqueued.
+becomes one ``PublishError`` (a nack: ``QueueFull``, certainly not enqueued);
+it is never retried blindly here, because a publish that timed out may have
+been enqueued.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
+from aiormq import spec
 from tenacity import (
     AsyncRetrying,
     before_sleep_log,
@@ -26,7 +28,7 @@ from tenacity import (
 )
 
 from service.envelope import Envelope
-from service.errors import PublishError
+from service.errors import PublishError, QueueFull
 from service.events import event_message
 from service.metrics import PUBLISH_CONFIRM
 from service.settings import Settings
@@ -35,6 +37,8 @@ from service.topology import Declared, Names, Topology, declare
 log = logging.getLogger(__name__)
 
 CONNECT_ERRORS = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
+UNBLOCKED_EVENT = "_Connection__connection_unblocked"  # aiormq.Connection's, name-mangled
+BLOCKED_POLL_SECONDS = 0.2
 
 
 async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
@@ -70,8 +74,26 @@ async def _connect_once(settings: Settings, name: str) -> AbstractRobustConnecti
     return connection
 
 
+class WireMessage(Protocol):
+    """What a publish needs: ``aio_pika.Message`` is one, ``events.EventMessage`` another."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def properties(self) -> spec.Basic.Properties: ...
+
+
 class Publisher:
-    """Confirmed, mandatory publishes through one channel to Warren's exchanges."""
+    """Confirmed, mandatory publishes through one channel to Warren's exchanges.
+
+    Two ways to publish: ``publish`` awaits the confirm within the publish
+    timeout (the gateway: an answer is due); ``send`` starts a publish and hands
+    back its confirm, so a consumer can start the few publishes of one outcome
+    and await their confirms together (one broker round trip, not one each).
+    Publishes started one after another go out in that order: one channel, and
+    its lock is first come, first served.
+    """
 
     def __init__(
         self,
@@ -83,10 +105,10 @@ class Publisher:
     ) -> None:
         self._connection = connection
         self._channel = channel
-        self._exchanges = declared.exchanges
-        self._timeout = timeout
+        self.timeout = timeout
         self.names: Names = topology.names
         self.declared = declared
+        self._labels = {name: {"exchange": name.rsplit(".", 1)[-1]} for name in declared.exchanges}
 
     @classmethod
     async def open(
@@ -102,46 +124,107 @@ class Publisher:
         return self._connection.connected.is_set() and not self._channel.is_closed
 
     @property
+    def blocked(self) -> bool:
+        """The broker blocks this connection (a resource alarm): publishes wait, unconfirmed.
+
+        RabbitMQ sends ``connection.blocked`` the first time a connection publishes
+        under a memory or disk alarm, and ``connection.unblocked`` when it clears.
+        aiormq tracks that in an event it only exposes as a wait (``ready()``), so
+        the flag is read from the event itself; a missing event reads "not blocked".
+        """
+        transport = self._connection.transport
+        unblocked = getattr(transport and transport.connection, UNBLOCKED_EVENT, None)
+        return (
+            isinstance(unblocked, asyncio.Event)
+            and not unblocked.is_set()
+            and self._connection.connected.is_set()
+        )
+
+    async def unblocked(self) -> None:
+        """Return once the connection is not blocked (or is lost: publishes then fail fast).
+
+        A poll, not aiormq's ``ready()``: that waits forever on a connection that
+        was lost while blocked, and a robust reconnect replaces the connection.
+        """
+        while self.blocked:  # noqa: ASYNC110
+            await asyncio.sleep(BLOCKED_POLL_SECONDS)
+
+    def labels(self, exchange: str) -> dict[str, str]:
+        """The metric labels of ``exchange``, built once (the metrics SDK hashes each dict)."""
+        labels = self._labels.get(exchange)
+        if labels is None:
+            labels = self._labels[exchange] = {"exchange": exchange.rsplit(".", 1)[-1]}
+        return labels
+
+    @property
     def work_exchange(self) -> str:
         return self.names.work_exchange
 
     async def publish_task(self, envelope: Envelope) -> None:
         await self.publish(self.names.work_exchange, envelope.to_message(), envelope.queue)
 
-    async def publish_retry(self, next_attempt: Envelope, tier: float) -> None:
+    def send_retry(self, next_attempt: Envelope, tier: float) -> asyncio.Future[None]:
         """Park the next attempt in its TTL tier queue; it comes back to the work queue."""
         key = self.names.retry_key(next_attempt.queue, tier)
-        await self.publish(self.names.retry_exchange, next_attempt.to_message(), key)
+        return self.send(self.names.retry_exchange, next_attempt.to_message(), key)
 
-    async def publish_dead(self, message: aio_pika.Message, queue: str) -> None:
-        await self.publish(self.names.dead_exchange, message, queue)
+    def send_dead(self, message: WireMessage, queue: str) -> asyncio.Future[None]:
+        return self.send(self.names.dead_exchange, message, queue)
 
-    async def publish_event(self, body: dict[str, Any]) -> None:
+    def send_event(self, body: dict[str, Any]) -> asyncio.Future[None]:
         """Events fan out to whoever is bound; with nobody bound there is nothing to lose."""
         key = self.names.event_key(body["queue"], body["status"])
-        await self.publish(self.names.events_exchange, event_message(body), key, mandatory=False)
+        return self.send(self.names.events_exchange, event_message(body), key, mandatory=False)
+
+    def send(
+        self, exchange: str, message: WireMessage, routing_key: str, *, mandatory: bool = True
+    ) -> asyncio.Future[None]:
+        """Start a publish now; the future is its confirm, without a deadline.
+
+        It fails with ``PublishError``. How long to wait for it is the caller's
+        decision: under a resource alarm it may take as long as the alarm.
+        """
+        confirm = asyncio.ensure_future(self._confirm(exchange, message, routing_key, mandatory))
+        confirm.add_done_callback(_retrieve)  # one left behind (a caller gave up) fails quietly
+        return confirm
 
     async def publish(
-        self, exchange: str, message: aio_pika.Message, routing_key: str, *, mandatory: bool = True
+        self, exchange: str, message: WireMessage, routing_key: str, *, mandatory: bool = True
     ) -> None:
         """Return only once the broker has confirmed the message; else raise ``PublishError``."""
-        if not self._connection.connected.is_set():
-            raise PublishError("not connected to the broker")
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory)
-            PUBLISH_CONFIRM.record(
-                time.perf_counter() - started, {"exchange": exchange.rsplit(".", 1)[-1]}
-            )
+            async with asyncio.timeout(self.timeout):
+                await self._confirm(exchange, message, routing_key, mandatory)
         except TimeoutError as exc:
-            raise PublishError(f"no confirm within {self._timeout}s (outcome unknown)") from exc
+            raise PublishError(f"no confirm within {self.timeout}s (outcome unknown)") from exc
+        PUBLISH_CONFIRM.record(time.perf_counter() - started, self.labels(exchange))
+
+    async def _confirm(
+        self, exchange: str, message: WireMessage, routing_key: str, mandatory: bool
+    ) -> None:
+        if not self._connection.connected.is_set():
+            raise PublishError("not connected to the broker")
+        try:
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=message.properties,
+                mandatory=mandatory,
+            )
         except aio_pika.exceptions.PublishError as exc:
             raise PublishError(f"unroutable: no queue bound for {routing_key!r}") from exc
         except aio_pika.exceptions.DeliveryError as exc:
-            raise PublishError("the broker refused the message (nack)") from exc
+            raise QueueFull("the broker refused the message (nack): the queue is full") from exc
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise PublishError(f"broker connection failed: {exc!r}") from exc
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _retrieve(confirm: asyncio.Future[None]) -> None:
+    if not confirm.cancelled():
+        confirm.exception()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import tasks_cli, topology
+from service import keys_cli, tasks_cli, topology
 from service.amqp import connect
 from service.logs import setup_logging
 from service.settings import Settings
@@ -68,15 +69,22 @@ async def serve_gateway(settings: Settings) -> None:
 
 async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    # Several workers bind the one port; the kernel spreads connections (service.http.workers).
+    reuse_port = settings.http_workers > 1 or None
+    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port)
     await site.start()
     log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v}
+    settings = Settings(**overrides)
+    if settings.http_workers > 1 and args.worker is None:
+        from service.http.workers import supervise
+
+        return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
     try:
-        _run(serve_gateway(Settings(**overrides)))
+        _run(serve_gateway(settings))
     finally:
         shutdown_telemetry()
     return 0
@@ -103,7 +111,25 @@ async def _apply(settings: Settings) -> None:
     connection = await connect(settings, "topology")
     async with connection:
         channel = await connection.channel()
-        await topology.declare(channel, topology.build(settings, CATALOG.queues))
+        # Always for real: this is the deploy step that least-privilege users rely on.
+        await topology.declare(channel, topology.build(settings, CATALOG.queues, passive=False))
+
+
+def _permissions(args: argparse.Namespace, names: topology.Names) -> None:
+    """``warren topology permissions``: the least a role's broker user needs."""
+    queues = args.queue or (CATALOG.queues if args.role == "consumer" else [])
+    if unknown := set(queues) - set(CATALOG.queues):
+        raise SystemExit(f"unknown queues: {', '.join(sorted(unknown))}")
+    user = args.user or f"{names.namespace}-{args.role}" + (
+        f"-{'-'.join(args.queue)}" if args.role == "consumer" and args.queue else ""
+    )
+    p = topology.permissions(names, args.role, queues)
+    if args.format == "json":
+        entry = {"user": user, "vhost": args.vhost, **vars(p)}
+        print(json.dumps({"permissions": [entry]}, indent=2))
+    else:
+        quoted = " ".join(shlex.quote(x) for x in (user, p.configure, p.write, p.read))
+        print(f"rabbitmqctl set_permissions -p {shlex.quote(args.vhost)} {quoted}")
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
@@ -111,6 +137,8 @@ def cmd_topology(args: argparse.Namespace) -> int:
     shape = topology.build(settings, CATALOG.queues)
     if args.action == "export":
         print(json.dumps(shape.to_definitions(args.vhost), indent=2))
+    elif args.action == "permissions":
+        _permissions(args, shape.names)
     else:
         _run(_apply(settings))
         print(
@@ -152,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gateway", help="run the HTTP gateway")
     g.add_argument("--host")
     g.add_argument("--port", type=int)
+    g.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     g.set_defaults(func=cmd_gateway)
     c = sub.add_parser("consume", help="run a consumer of one queue")
     c.add_argument("--queue", required=True, choices=CATALOG.queues)
@@ -162,10 +191,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int)
     d.set_defaults(func=cmd_dev)
     t = sub.add_parser("topology", help="declare or export exchanges, queues and bindings")
-    t.add_argument("action", choices=["apply", "export"])
+    t.add_argument("action", choices=["apply", "export", "permissions"])
     t.add_argument("--vhost", default="/", help="vhost written into exported definitions")
+    t.add_argument("--role", choices=["gateway", "consumer", "deploy"], default="deploy")
+    t.add_argument("--queue", action="append", help="permissions: a consumer's queue (repeat)")
+    t.add_argument("--user", help="permissions: the broker user (default <namespace>-<role>)")
+    t.add_argument("--format", choices=["rabbitmqctl", "json"], default="rabbitmqctl")
     t.set_defaults(func=cmd_topology)
     tasks_cli.add_parser(sub)  # `warren tasks get|list|watch|cancel`, over the HTTP API
+    keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
     b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="MODE ...")
     b.set_defaults(func=cmd_bench)

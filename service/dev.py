@@ -6,12 +6,16 @@ For a laptop or a machine that already runs RabbitMQ. Children are real
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 
+from service.http.auth import DEV_KEY, DEV_TOKEN
+from service.keys_cli import entry
 from service.settings import Settings
 from service.tasks import CATALOG
 
@@ -27,6 +31,7 @@ def run_dev(port: int | None) -> int:
     are killed, so the supervisor itself never hangs.
     """
     settings = Settings()
+    _use_dev_key(settings)
     me = [sys.executable, "-m", "service.cli"]
     commands = [[*me, "gateway", *(["--port", str(port)] if port else [])]]
     # One machine, several consumers: each gets its own health port, counting up.
@@ -52,6 +57,20 @@ def run_dev(port: int | None) -> int:
         children.kill_leftovers()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _use_dev_key(settings: Settings) -> None:
+    """With authentication on and no key set the gateway would refuse to start: on a laptop,
+    the children get the fixed dev-only key, whose token the README's curl sends."""
+    configured = settings.api_keys.strip() not in ("", "[]") or settings.api_keys_file
+    if settings.auth_disabled or configured:
+        return
+    os.environ["WARREN_API_KEYS"] = json.dumps([entry(DEV_KEY)])  # inherited by the children
+    print(
+        f"warren dev: no API key configured, so the dev-only key is on (never use it in a "
+        f"deployment): -H 'Authorization: Bearer {DEV_TOKEN}'",
+        flush=True,
+    )
 
 
 class _Children:

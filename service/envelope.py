@@ -56,6 +56,7 @@ TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 MAX_TRACESTATE = 512  # W3C: at most 32 members, and vendors keep it short
 MAX_TEXT_HEADER = 1000
 MAX_COPIED_HEADERS = 16_384
+MAX_SHORT_STRING = 255  # AMQP shortstr: message_id, type, header names
 
 
 def new_task_id() -> str:
@@ -128,15 +129,22 @@ class Envelope:
             H_TIMEOUT_MS: round(self.timeout_seconds * 1000),
             H_CREATED_AT: self.created_at.isoformat(),
         }
-        if self.traceparent:
-            headers[H_TRACEPARENT] = self.traceparent
-        if self.tracestate:
-            headers[H_TRACESTATE] = self.tracestate
+        # Trace context and submitter come from a request: re-checked here, the last door.
+        if traceparent := clean_traceparent(self.traceparent):
+            headers[H_TRACEPARENT] = traceparent
+        if tracestate := clean_tracestate(self.tracestate):
+            headers[H_TRACESTATE] = tracestate
         if self.submitter:
             headers[H_SUBMITTER] = bounded(self.submitter, 200)
         return headers
 
     def to_message(self) -> aio_pika.Message:
+        """The AMQP message. ``message_id`` and ``type`` are AMQP short strings (at most 255
+        bytes): a longer one is a ``ValueError`` here, not a ``TypeError`` from deep inside
+        a publish."""
+        for name, value in (("message_id", self.id), ("type", self.type)):
+            if len(value.encode()) > MAX_SHORT_STRING:
+                raise ValueError(f"{name} is longer than {MAX_SHORT_STRING} bytes")
         return aio_pika.Message(
             self.body,
             content_type=CONTENT_TYPE,
@@ -177,7 +185,7 @@ class Envelope:
             body=delivery.body,
             attempt=attempt,
             max_attempts=max_attempts,
-            timeout_seconds=_int_header(headers, H_TIMEOUT_MS) / 1000,
+            timeout_seconds=_positive_int_header(headers, H_TIMEOUT_MS) / 1000,
             created_at=_time_header(headers, H_CREATED_AT),
             priority=delivery.priority or 0,
             traceparent=clean_traceparent(_text(headers.get(H_TRACEPARENT))),
@@ -254,8 +262,20 @@ def _int_header(headers: Mapping[str, Any], name: str) -> int:
     return value
 
 
+def _positive_int_header(headers: Mapping[str, Any], name: str) -> int:
+    """A timeout of 0 or less would time every attempt out at once and burn its retries."""
+    value = _int_header(headers, name)
+    if value <= 0:
+        raise DecodeError("bad-header", f"header {name} is not positive")
+    return value
+
+
 def _time_header(headers: Mapping[str, Any], name: str) -> datetime:
+    """With an offset only: a naive time would be read in whatever zone the consumer runs."""
     try:
-        return datetime.fromisoformat(_str_header(headers, name))
+        value = datetime.fromisoformat(_str_header(headers, name))
     except ValueError as exc:
         raise DecodeError("bad-header", f"header {name} is not an ISO 8601 time") from exc
+    if value.utcoffset() is None:
+        raise DecodeError("bad-header", f"header {name} has no UTC offset")
+    return value

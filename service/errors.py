@@ -25,6 +25,15 @@ class PublishError(WarrenError):
     """
 
 
+class QueueFull(PublishError):
+    """The broker refused the message (a nack): the queue is at its ``x-max-length``.
+
+    In Warren's topology a nack comes from a bounded work queue
+    (``x-overflow=reject-publish``): unlike a timeout, the message was certainly
+    not enqueued, so the caller may say "try again later" with confidence.
+    """
+
+
 class DecodeError(WarrenError):
     """A delivery is not a Warren envelope we can run; it goes to the dead letters.
 

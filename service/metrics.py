@@ -8,6 +8,9 @@ task ids.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 from opentelemetry import metrics
 
 _meter = metrics.get_meter("warren")
@@ -20,16 +23,16 @@ LATENCY_BUCKETS = (
 SUBMISSIONS = _meter.create_counter(
     "warren.submissions", description="Task submissions at the gateway, by outcome."
 )
-# warren_publish_confirm_seconds{exchange=tasks|retry|dead|events}
+# warren_publish_confirm_seconds{exchange=tasks|retry|dead|events}: one measurement per
+# gateway publish; consumers record one settle in ``CONFIRM_SAMPLE`` (the wait for all of
+# its publishes, confirmed together, labelled with the outcome's main exchange).
+CONFIRM_SAMPLE = 10
 PUBLISH_CONFIRM = _meter.create_histogram(
     "warren.publish_confirm",
     unit="s",
-    description="Time from publish to the broker's confirm.",
+    description="Time from publish to the broker's confirm (a consumer: of all of one "
+    "outcome's publishes).",
     explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-)
-# warren_deliveries_total{queue, type, outcome=succeeded|retried|dead}
-DELIVERIES = _meter.create_counter(
-    "warren.deliveries", description="Deliveries settled by consumers, by outcome."
 )
 # warren_handler_duration_seconds{queue, type}
 HANDLER_DURATION = _meter.create_histogram(
@@ -37,10 +40,6 @@ HANDLER_DURATION = _meter.create_histogram(
     unit="s",
     description="Time a handler ran, successful or not.",
     explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
-)
-# warren_inflight_tasks{queue}
-INFLIGHT = _meter.create_up_down_counter(
-    "warren.inflight_tasks", description="Deliveries a consumer is processing now."
 )
 # warren_redeliveries_total{queue}
 REDELIVERIES = _meter.create_counter(
@@ -63,4 +62,54 @@ QUEUE_MESSAGES = _meter.create_observable_gauge(
     "warren.queue_messages",
     callbacks=[_observe_depths],
     description="Messages ready in work, retry-tier (summed) and dead-letter queues.",
+)
+
+# warren_deliveries_total{queue, type, outcome=succeeded|retried|dead|cancelled}: tallied
+# in-process by consumers (a dict increment per delivery) and read when scraped.
+DELIVERY_COUNTS: Counter[tuple[str, str, str]] = Counter()
+
+
+def _observe_deliveries(_options: metrics.CallbackOptions) -> list[metrics.Observation]:
+    return [
+        metrics.Observation(count, {"queue": queue, "type": type_, "outcome": outcome})
+        for (queue, type_, outcome), count in DELIVERY_COUNTS.items()
+    ]
+
+
+DELIVERIES = _meter.create_observable_counter(
+    "warren.deliveries",
+    callbacks=[_observe_deliveries],
+    description="Deliveries settled by consumers, by outcome.",
+)
+
+# warren_inflight_tasks{queue}: read when scraped from each consumer's own count (a
+# callable per queue), instead of two measurements per delivery on the hot path.
+INFLIGHT_COUNTS: dict[str, Callable[[], int]] = {}
+
+
+def _observe_inflight(_options: metrics.CallbackOptions) -> list[metrics.Observation]:
+    return [metrics.Observation(count(), {"queue": q}) for q, count in INFLIGHT_COUNTS.items()]
+
+
+INFLIGHT = _meter.create_observable_gauge(
+    "warren.inflight_tasks",
+    callbacks=[_observe_inflight],
+    description="Deliveries a consumer holds now (running, waiting for a handler slot, "
+    "or settling).",
+)
+
+# http_server_request_duration_seconds{http_request_method, http_route, http_response_status_code}
+HTTP_SERVER_DURATION = _meter.create_histogram(
+    "http.server.request.duration",
+    unit="s",
+    description="Time the gateway took to answer a request (probes and scrapes excluded).",
+    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+)
+
+# warren_requests_refused_total{reason=missing-credentials|invalid-token|forbidden|
+#                                      forbidden-type|rate-limited}
+REQUESTS_REFUSED = _meter.create_counter(
+    "warren.requests_refused",
+    description="Requests the gateway refused for who sent them: no or a bad API key, "
+    "a missing scope or task type, over the client's rate limit.",
 )

@@ -6,10 +6,11 @@ blocked publishing connection never stalls its acks), consuming the durable
 while no gateway runs wait there. The gateway's own ``queued`` write joins
 the same batches (``submitted``), so the 202 path does no database round trip.
 
-Batching is natural, not timed: one write is in flight at a time, and
+Batching follows the load: one write is in flight at a time, and
 everything that arrived meanwhile (up to ``recorder_batch_size``) goes into
-the next one. Idle, an event is written at once; under load, batches grow and
-the per-event cost falls. Deliveries are acked only after their batch
+the next one. Idle, an event is written at once; under load (more arrived
+during a write), the next batch also waits ``LINGER_SECONDS``, so batches grow
+and the per-event cost falls. Deliveries are acked only after their batch
 committed (a crash re-delivers them; merging is idempotent), and with one
 ``multiple`` ack per channel when nothing older is still pending.
 """
@@ -44,6 +45,10 @@ from service.store.merge import merge_all
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 3600.0
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Under load only (more arrived while a batch was written): let the next batch fill this much
+# longer. Each transaction costs the store's thread several round trips whatever its size, and
+# that thread competes with request handling for the GIL; records lag by this much more.
+LINGER_SECONDS = 0.025
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,8 @@ class Recorder:
                 batch = self._pending[: self._batch_size]
                 del self._pending[: len(batch)]
                 await self._write(batch)
+                if 0 < len(self._pending) < self._batch_size and not self._closing:
+                    await asyncio.sleep(LINGER_SECONDS)
             if self._closing:
                 return
 

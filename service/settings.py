@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="If set, work queues refuse publishes beyond this many messages "
-        "(`reject-publish`) and the gateway answers 503 instead of growing the queue.",
+        "(`reject-publish`) and the gateway answers 429 (`queue-full`) instead of growing "
+        "the queue.",
     )
     connect_timeout_seconds: float = Field(
         30.0, gt=0, description="How long start-up keeps retrying the first broker connection."
@@ -67,6 +68,13 @@ class Settings(BaseSettings):
         gt=0,
         description="The broker's `consumer_timeout`; consumers refuse to start when a task "
         "timeout is not below it.",
+    )
+    declare_topology: bool = Field(
+        True,
+        description="Gateway and consumers declare the exchanges, queues and bindings they use "
+        "at start-up (needs `configure` permission). `false`: they only check that they exist "
+        "(passive declares), for least-privilege broker users; `warren topology apply` or the "
+        "definitions create them.",
     )
 
     # --- retries -----------------------------------------------------------
@@ -87,11 +95,21 @@ class Settings(BaseSettings):
     # --- gateway -----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port the gateway listens on.")
+    http_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes serving the one port (`SO_REUSEPORT`, Linux), supervised "
+        "by `warren gateway`: one exiting stops all. More than 1 needs the PostgreSQL store "
+        "and a fixed port.",
+    )
     max_body_bytes: int = Field(
         262_144, ge=1024, description="Largest accepted `POST /v1/tasks` body, in bytes."
     )
     retry_after_seconds: int = Field(
-        5, ge=1, description="`Retry-After` sent with a 503 when the broker cannot take a task."
+        5,
+        ge=1,
+        description="`Retry-After` sent with a 503 or 429 when the broker cannot take a task.",
     )
     store_url: str = Field(
         "sqlite:///var/warren.db",
@@ -113,12 +131,83 @@ class Settings(BaseSettings):
         "it holds up to twice this many unacknowledged (its prefetch).",
     )
 
+    # --- gateway: authentication and limits ----------------------------------
+    auth_disabled: bool = Field(
+        False,
+        description="Serve the API without API keys (a trusted network only): every caller "
+        "sees every task and names itself in `X-Warren-Client`. The gateway logs a warning.",
+    )
+    api_keys: str = Field(
+        "[]",
+        description='API keys, a JSON list of `{"id", "token_sha256", "scopes", "types"?, '
+        '"rate_limit_per_second"?, "rate_limit_burst"?}` (made by `warren keys new`; hashes '
+        "only, never tokens). With authentication on, the gateway refuses to start without keys.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="A JSON file with more API keys in the same format (e.g. a mounted "
+        "Kubernetes Secret); read by the gateway at start-up.",
+    )
+    rate_limit_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="Requests per second each client (API key) may make, refilled continuously; "
+        "0 = no limit. Over it: `429` with `Retry-After`. Per gateway process.",
+    )
+    rate_limit_burst: int = Field(
+        20, ge=1, description="Requests a client may make at once before its rate applies."
+    )
+
+    # --- gateway: request limits and slow clients ------------------------------
+    http_max_line_bytes: int = Field(
+        8190,
+        ge=1024,
+        le=65_536,
+        description="Longest request line (method, path and query) the gateway reads; longer "
+        "is a `400` before any handler runs.",
+    )
+    http_max_header_bytes: int = Field(
+        8190,
+        ge=1024,
+        le=65_536,
+        description="Longest request header name or value; longer is a `400`.",
+    )
+    http_max_headers: int = Field(
+        100, ge=16, le=1000, description="Most headers a request may have; more is a `400`."
+    )
+    http_keepalive_timeout_seconds: float = Field(
+        75.0,
+        gt=0,
+        description="An idle client connection is closed after this long. It also bounds how "
+        "long a client may take to send a request's line and headers (a slow-header client), "
+        "counted from the connection's start or its previous response. Behind a proxy, keep it "
+        "above the proxy's idle timeout.",
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long the gateway waits for a whole `POST /v1/tasks` body; slower is a "
+        "`408` and the connection is closed.",
+    )
+
     # --- consumers ---------------------------------------------------------
     consumer_concurrency: int = Field(
         16,
         ge=1,
         le=1000,
-        description="Tasks one consumer process runs at once; also its prefetch count.",
+        description="Handlers one consumer process runs at once.",
+    )
+    consumer_prefetch: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Deliveries one consumer process holds unacknowledged (its prefetch): "
+        "those running, those waiting for a handler slot, and those whose outcome awaits "
+        "the broker's confirms. Default (unset): twice the concurrency, room for as many "
+        "deliveries awaiting confirms as running, while a process holds at most one "
+        "concurrency's worth of tasks it cannot start yet. Short tasks drain faster with "
+        "more; for long tasks set it to the concurrency (fair dispatch across processes). "
+        "A consumer crash re-runs at most this many.",
     )
     consumer_grace_seconds: float = Field(
         30.0,

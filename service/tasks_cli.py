@@ -5,13 +5,15 @@ works against any replica and needs neither the broker nor the store.
 Output is readable tables; ``--json`` prints the API's JSON instead. Exit
 status: 0 done (``watch``: the task succeeded), 1 the API said no (not
 found, conflict; ``watch``: the task ended dead or cancelled), 2 the gateway
-could not be reached. Times are UTC.
+could not be reached. Times are UTC. The API key's token comes from ``--token`` or
+``WARREN_API_TOKEN`` (a client's variable, not a gateway setting).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -38,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t = sub.add_parser("tasks", help="get, list, watch or cancel tasks through the gateway's API")
     t.add_argument("--url", help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)")
     t.add_argument("--json", action="store_true", help="print the API's JSON")
+    t.add_argument(
+        "--token",
+        default=os.environ.get("WARREN_API_TOKEN"),
+        help="API key token sent as Bearer (default: $WARREN_API_TOKEN)",
+    )
     actions = t.add_subparsers(dest="action", required=True)
     get = actions.add_parser("get", help="one task, with its attempts")
     get.add_argument("id")
@@ -68,7 +75,8 @@ async def run(args: argparse.Namespace, base: str, out: TextIO) -> int:
     """The command against ``base``; prints to ``out``, errors to stderr; the exit status."""
     commands = {"get": _get, "list": _list, "watch": _watch, "cancel": _cancel}
     try:
-        async with aiohttp.ClientSession(base.rstrip("/")) as http:
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
+        async with aiohttp.ClientSession(base.rstrip("/"), headers=headers) as http:
             return await commands[args.action](http, args, out)
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,13 +19,16 @@ robust channel re-declares them (and resumes consumers) after a reconnect.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelNotFoundEntity
 
+from service.errors import ConfigurationError
 from service.settings import Settings
 
 ExchangeKind = Literal["direct", "topic", "fanout"]
@@ -124,6 +127,7 @@ class Topology:
     exchanges: tuple[ExchangeSpec, ...]
     queues: tuple[QueueSpec, ...]
     bindings: tuple[BindingSpec, ...]
+    passive: bool = False  # only check that everything exists (``declare_topology`` off)
 
     def to_definitions(self, vhost: str = "/") -> dict[str, Any]:
         """RabbitMQ definitions (the management import format) of this topology."""
@@ -185,8 +189,9 @@ CONTROL_STREAM_ARGS = (
 )
 
 
-def build(settings: Settings, queues: Iterable[str]) -> Topology:
-    """The topology serving ``queues`` (task queue names, e.g. ``diag``)."""
+def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = None) -> Topology:
+    """The topology serving ``queues`` (task queue names, e.g. ``diag``); declared passively
+    when ``declare_topology`` is off (``passive`` overrides: ``warren topology apply``)."""
     names = Names(settings.namespace)
     served = tuple(sorted(set(queues)))
     tiers = settings.retry_tiers_seconds
@@ -233,7 +238,10 @@ def build(settings: Settings, queues: Iterable[str]) -> Topology:
             )
         queue_specs.append(QueueSpec(names.dead_queue(q), _queue_args(settings)))
         bindings.append(BindingSpec(names.dead_exchange, names.dead_queue(q), q))
-    return Topology(names, served, tiers, exchanges, tuple(queue_specs), tuple(bindings))
+    if passive is None:
+        passive = not settings.declare_topology
+    shape = Topology(names, served, tiers, exchanges, tuple(queue_specs), tuple(bindings))
+    return replace(shape, passive=passive)
 
 
 @dataclass
@@ -245,19 +253,50 @@ class Declared:
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
-    """Declare everything (idempotent: the same arguments are a no-op on the broker)."""
+    """Declare everything (idempotent: the same arguments are a no-op on the broker).
+
+    Passive (``topology.passive``): only check that every exchange and queue exists, which
+    RabbitMQ allows without any permission; bindings cannot be checked, so they are not.
+    """
     declared = Declared()
     for ex in topology.exchanges:
-        declared.exchanges[ex.name] = await channel.declare_exchange(
-            ex.name, aio_pika.ExchangeType(ex.kind), durable=True
-        )
+        declared.exchanges[ex.name] = await _declare_exchange(channel, topology, ex)
     for q in topology.queues:
-        declared.queues[q.name] = await channel.declare_queue(
-            q.name, durable=True, arguments=q.args
-        )
-    for b in topology.bindings:
-        await declared.queues[b.queue].bind(declared.exchanges[b.exchange], b.routing_key)
+        declared.queues[q.name] = await _declare_queue(channel, topology, q)
+    if not topology.passive:
+        for b in topology.bindings:
+            await declared.queues[b.queue].bind(declared.exchanges[b.exchange], b.routing_key)
     return declared
+
+
+async def _declare_exchange(
+    channel: AbstractChannel, topology: Topology, spec: ExchangeSpec
+) -> AbstractExchange:
+    kind = aio_pika.ExchangeType(spec.kind)
+    if not topology.passive:
+        return await channel.declare_exchange(spec.name, kind, durable=True)
+    try:
+        return await channel.declare_exchange(spec.name, kind, durable=True, passive=True)
+    except ChannelNotFoundEntity:
+        raise _missing("exchange", spec.name) from None
+
+
+async def _declare_queue(
+    channel: AbstractChannel, topology: Topology, spec: QueueSpec
+) -> AbstractQueue:
+    if not topology.passive:
+        return await channel.declare_queue(spec.name, durable=True, arguments=spec.args)
+    try:
+        return await channel.declare_queue(spec.name, durable=True, passive=True)
+    except ChannelNotFoundEntity:
+        raise _missing("queue", spec.name) from None
+
+
+def _missing(kind: str, name: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{kind} {name!r} does not exist and declare_topology is off: apply the topology first "
+        "(`warren topology apply` as the deploy user, or the broker definitions)"
+    )
 
 
 async def declare_work_queue(
@@ -265,16 +304,14 @@ async def declare_work_queue(
 ) -> AbstractQueue:
     """Declare just the work queue of ``queue`` (on a consuming channel; the rest is declared
     on the publishing one)."""
-    name = topology.names.work_queue(queue)
-    spec = next(q for q in topology.queues if q.name == name)
-    return await channel.declare_queue(name, durable=True, arguments=spec.args)
+    return await declare_queue(channel, topology, topology.names.work_queue(queue))
 
 
 async def declare_queue(channel: AbstractChannel, topology: Topology, name: str) -> AbstractQueue:
     """Declare one queue of the topology by its full name (e.g. the recorder queue, on its own
     consuming channel), with the arguments the topology gives it."""
     spec = next(q for q in topology.queues if q.name == name)
-    return await channel.declare_queue(name, durable=True, arguments=spec.args)
+    return await _declare_queue(channel, topology, spec)
 
 
 async def delete(channel: AbstractChannel, topology: Topology) -> None:
@@ -283,3 +320,58 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
         await channel.queue_delete(q.name)
     for ex in topology.exchanges:
         await channel.exchange_delete(ex.name)
+
+
+# --- broker permissions -------------------------------------------------------------
+
+Role = Literal["gateway", "consumer", "deploy"]
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """RabbitMQ's three regexes on a vhost, matched against exchange and queue names.
+
+    ``configure``: declare (non-passively) and delete; ``write``: publish to an exchange,
+    bind to a queue; ``read``: consume, get or purge a queue, bind from an exchange.
+    Passive declares need none of them, so users without ``configure`` run with
+    ``declare_topology`` off.
+    """
+
+    configure: str
+    write: str
+    read: str
+
+
+def _exactly(names: Iterable[str]) -> str:
+    """A regex matching these names and nothing else (``^$``: nothing at all)."""
+    alternatives = "|".join(re.escape(n) for n in sorted(set(names)))
+    return f"^(?:{alternatives})$" if alternatives else "^$"
+
+
+def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permissions:
+    """The least a role needs, derived from the same names the topology is built from.
+
+    * ``gateway``: publish tasks and cancellations; consume the recorder queue.
+    * ``consumer`` of ``queues``: consume its work queues and the control stream; publish
+      retries, dead letters, lifecycle events and the ``sync`` marker of the control stream.
+    * ``deploy``: declare, bind and delete everything in the namespace (``warren topology
+      apply``); binding needs ``write`` on the queue and ``read`` on the exchange.
+    """
+    if role == "gateway":
+        return Permissions(
+            "^$",
+            _exactly([names.work_exchange, names.control_exchange]),
+            _exactly([names.recorder_queue]),
+        )
+    if role == "consumer":
+        served = list(queues)
+        if not served:
+            raise ValueError("a consumer's permissions need the queues it consumes")
+        exchanges = [names.retry_exchange, names.dead_exchange, names.events_exchange]
+        return Permissions(
+            "^$",
+            _exactly([*exchanges, names.control_exchange]),
+            _exactly([*(names.work_queue(q) for q in served), names.control_stream]),
+        )
+    everything = f"^{re.escape(names.namespace)}\\..+"
+    return Permissions(everything, everything, everything)

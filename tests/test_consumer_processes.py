@@ -24,7 +24,6 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from consumers import runner
 from service.envelope import Envelope, new_task_id
 from service.settings import Settings
 from service.topology import Declared, Names
@@ -92,7 +91,7 @@ async def test_sigterm_lets_in_flight_tasks_finish_and_loses_none(
     first = consumer(spawn, concurrency=4, consumer_grace_seconds=3.0)
     await events.wait_for(lambda _: len(task_ids(events, "running")) >= 4)
     in_flight = task_ids(events, "running")
-    assert len(in_flight) == 4  # prefetch = concurrency: the other four were never delivered
+    assert len(in_flight) == 4  # 4 handler slots: the other four wait, unstarted
 
     first.send(signal.SIGTERM)
     assert await first.exit_code(within=3.0 + 4) == 0, first.log()
@@ -267,8 +266,8 @@ async def test_a_delivery_arriving_while_stopping_is_given_back_unstarted(
         await cancel()
 
     late: list[str] = []
-    runner_give_back, cancel = runner._give_back, consumer._cancel_consumer
-    monkeypatch.setattr(runner, "_give_back", give_back)
+    runner_give_back, cancel = consumer._give_back, consumer._cancel_consumer
+    monkeypatch.setattr(consumer, "_give_back", give_back)
     monkeypatch.setattr(consumer, "_cancel_consumer", late_delivery_then_cancel)
     await consumer.stop(grace=1)
 

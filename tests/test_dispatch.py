@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from service.settings import Settings
 from service.topology import Declared, Names
 from tests.conftest import StartConsumer
@@ -22,17 +24,27 @@ async def publish_sleeps(declared: Declared, settings: Settings, count: int, ms:
     return ids
 
 
-async def test_prefetch_limits_in_flight_deliveries_per_consumer(
-    start_consumer: StartConsumer, declared: Declared, settings: Settings, events: Events
+@pytest.mark.parametrize(("prefetch", "held"), [(None, 4), (3, 3)])
+async def test_prefetch_bounds_held_deliveries_and_concurrency_bounds_running_handlers(
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    events: Events,
+    prefetch: int | None,
+    held: int,
 ) -> None:
-    consumer = await start_consumer("diag", concurrency=2)
-    ids = await publish_sleeps(declared, settings, 6, 300)
-    peak = 0
+    # Default prefetch: twice the concurrency; ``consumer_prefetch`` overrides it.
+    consumer = await start_consumer(
+        "diag", concurrency=2, settings_=settings.model_copy(update={"consumer_prefetch": prefetch})
+    )
+    ids = await publish_sleeps(declared, settings, 8, 300)
+    peak_held = peak_running = 0
     async with asyncio.timeout(20):
         while len([e for e in events.items if e["status"] == "succeeded"]) < len(ids):
-            peak = max(peak, consumer.inflight)
+            peak_held = max(peak_held, consumer.inflight)
+            peak_running = max(peak_running, consumer.running)
             await asyncio.sleep(0.01)
-    assert peak == 2
+    assert (consumer.prefetch, peak_held, peak_running) == (held, held, 2)
 
 
 async def test_two_consumers_share_a_queue_fairly(

@@ -11,7 +11,15 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from service.envelope import H_DEAD_ATTEMPTS, H_DEAD_QUEUE, H_DEAD_REASON, H_TYPE, H_VERSION
+from service.envelope import (
+    H_CREATED_AT,
+    H_DEAD_ATTEMPTS,
+    H_DEAD_QUEUE,
+    H_DEAD_REASON,
+    H_TIMEOUT_MS,
+    H_TYPE,
+    H_VERSION,
+)
 from service.settings import Settings
 from service.topology import Declared, Names
 from tests.conftest import StartConsumer
@@ -29,7 +37,7 @@ def without_header(name: str) -> aio_pika.Message:
     return message
 
 
-def envelope_message_with(name: str, value: int) -> aio_pika.Message:
+def envelope_message_with(name: str, value: int | str) -> aio_pika.Message:
     message = envelope_message()
     message.headers[name] = value
     return message
@@ -63,6 +71,11 @@ POISON: dict[str, tuple[aio_pika.Message, str]] = {
     "version from the future": (envelope_message_with(H_VERSION, 2), "unsupported-version"),
     "type property disagrees with header": (type_mismatch(), "bad-header"),
     "missing type header": (without_header(H_TYPE), "missing-header"),
+    "timeout of zero": (envelope_message_with(H_TIMEOUT_MS, 0), "bad-header"),
+    "creation time without offset": (
+        envelope_message_with(H_CREATED_AT, "2026-01-01T00:00:00"),
+        "bad-header",
+    ),
     "bare bytes, no headers": (
         aio_pika.Message(b"hello", content_type="application/json"),
         "missing-header",

@@ -65,9 +65,10 @@ class BenchRun:
 async def bench_run(keep_logs: bool = False, **overrides: Any) -> AsyncIterator[BenchRun]:
     """A namespace ``bench-<random>`` with Warren's topology; everything deleted at the end."""
     base = Settings()
-    settings = base.model_copy(
-        update={"namespace": bench_namespace(), "health_port": 0, "log_format": "text", **overrides}
-    )
+    fixed = {"namespace": bench_namespace(), "health_port": 0, "log_format": "text"}
+    # The load generators send no API key: authentication's own cost is not measured here.
+    fixed["auth_disabled"] = True
+    settings = base.model_copy(update={**fixed, **overrides})
     tmp = Path(tempfile.mkdtemp(prefix="warren-bench-"))
     broker = await BenchBroker.open(settings.broker_url)
     run = BenchRun(settings, broker, tmp)

@@ -9,6 +9,10 @@ Variants (all started at once, then measured in turn, repeat by repeat):
   not exported; every submission also recorded in the task store).
 * ``warren-notrace`` — sampled at 0 %; ``warren-otlp`` — at 100 %, exported
   over OTLP/HTTP to a local sink.
+* ``warren-pg`` — one process on the PostgreSQL store (``--postgres-url``, a
+  schema of its own); ``warren-2w`` — the same with two worker processes on
+  the port (``http_workers=2``, which needs PostgreSQL): the pair separates
+  the store's effect from the workers'.
 
 Load comes from wrk (one thread) when installed, else from an aiohttp client
 process (``service.bench.load``); the same generator drives every variant.
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +33,8 @@ from service.bench.common import BenchRun, bench_run
 from service.bench.procs import Proc, free_port, wait_http, warren_env
 from service.bench.report import Progress, Report, Row, Target, ratio
 
-VARIANTS = ("baseline", "warren", "warren-notrace", "warren-otlp")
+VARIANTS = ("baseline", "warren", "warren-notrace", "warren-otlp", "warren-pg", "warren-2w")
+POSTGRES_VARIANTS = {"warren-pg": 1, "warren-2w": 2}  # variant: gateway worker processes
 BODY = b'{"type":"diag.echo","payload":{"message":"bench"}}'
 BASELINE_KEY = "bench.baseline"
 
@@ -38,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    p.add_argument(
+        "--postgres-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL of the warren-pg and warren-2w variants (a schema per variant)",
+    )
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,11 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     spec = load_spec(args)
     progress = progress or Progress("gateway", len(variants) * args.repeats, not args.quiet)
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    async with bench_run(keep_logs=args.keep_logs) as run_:
-        urls = await _start_targets(run_, variants)
+    async with (
+        bench_run(keep_logs=args.keep_logs) as run_,
+        _schemas(args.postgres_url, run_, variants) as stores,
+    ):
+        urls = await _start_targets(run_, variants, stores)
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
@@ -98,7 +113,31 @@ def _queues(run_: BenchRun) -> list[str]:
     return [run_.names.work_queue("diag"), f"{run_.settings.namespace}.bench.baseline"]
 
 
-async def _start_targets(run_: BenchRun, variants: list[str]) -> dict[str, str]:
+@contextlib.asynccontextmanager
+async def _schemas(url: str, run_: BenchRun, variants: list[str]) -> AsyncIterator[dict[str, str]]:
+    """A PostgreSQL schema per variant that needs one (its store URL), dropped at the end."""
+    wanted = [v for v in variants if v in POSTGRES_VARIANTS]
+    if not wanted:
+        yield {}
+        return
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    schemas = {v: f"{run_.settings.namespace}_{v}".replace("-", "_") for v in wanted}
+    try:
+        for schema in schemas.values():
+            await admin.execute(f'CREATE SCHEMA "{schema}"')
+        separator = "&" if "?" in url else "?"
+        yield {v: f"{url}{separator}search_path={schema}" for v, schema in schemas.items()}
+    finally:
+        for schema in schemas.values():
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+async def _start_targets(
+    run_: BenchRun, variants: list[str], stores: dict[str, str]
+) -> dict[str, str]:
     """Start every variant's server; their base URLs of ``POST /v1/tasks``."""
     procs: dict[str, Proc] = {}
     ports: dict[str, int] = {}
@@ -114,7 +153,10 @@ async def _start_targets(run_: BenchRun, variants: list[str]) -> dict[str, str]:
         if variant == "baseline":
             procs[variant] = await _start_baseline(run_, port)
             continue
-        overrides: dict[str, Any] = {"store_url": run_.store_url(variant)}
+        overrides: dict[str, Any] = {"store_url": stores.get(variant, run_.store_url(variant))}
+        if variant in POSTGRES_VARIANTS:
+            overrides["http_workers"] = POSTGRES_VARIANTS[variant]
+            overrides["http_port"] = port  # the workers' supervisor passes it on
         if variant == "warren-notrace":
             overrides["otel_sampling_ratio"] = 0.0
         if variant == "warren-otlp":
@@ -154,6 +196,11 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
     warren = report.row("warren")
     if warren is not None and warren.ratio is not None:
         report.targets.append(Target("warren / minimal confirm app", warren.ratio, 0.90, ">="))
+    workers = report.row("warren-2w")
+    if workers is not None and workers.ratio is not None:
+        report.targets.append(
+            Target("warren, 2 workers / minimal confirm app", workers.ratio, 0.90, ">=")
+        )
     off, otlp = report.row("warren-notrace"), report.row("warren-otlp")
     if off is not None and otlp is not None and off.value > 0:
         report.targets.append(

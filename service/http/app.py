@@ -9,6 +9,7 @@ consumer runs) and closed at shutdown. No request opens a connection.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -16,9 +17,13 @@ from service import topology
 from service.amqp import Publisher, connect
 from service.contracts import Catalog
 from service.http import views
+from service.http.auth import Authenticator, auth_middleware
 from service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from service.http.openapi import serve_openapi
 from service.http.problems import problem_middleware
+from service.http.ratelimit import rate_limit_middleware
 from service.http.task_views import add_task_routes
+from service.http.tracing import server_span_middleware
 from service.settings import Settings
 from service.tasks import CATALOG as DEFAULT_CATALOG
 from service.telemetry import setup_telemetry
@@ -35,11 +40,29 @@ async def broker(app: web.Application) -> AsyncIterator[None]:
         await connection.close()
 
 
+def server_limits(settings: Settings) -> dict[str, Any]:
+    """aiohttp's request-parser limits and idle timeout, as ``handler_args``: so they hold for
+    every server of the app, ``warren gateway``'s runner and the tests' ``TestServer`` alike."""
+    return {
+        "max_line_size": settings.http_max_line_bytes,
+        "max_field_size": settings.http_max_header_bytes,
+        "max_headers": settings.http_max_headers,
+        "keepalive_timeout": settings.http_keepalive_timeout_seconds,
+    }
+
+
 def create_app(settings: Settings, catalog: Catalog = DEFAULT_CATALOG) -> web.Application:
-    # Instruments aiohttp: the contrib middleware inserted first makes each SERVER span
-    # (HTTP semantic conventions, a caller's valid traceparent continued).
     setup_telemetry(settings, "gateway")
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[problem_middleware])
+    # The SERVER span is outermost: it sees the status the problem middleware answered with.
+    middlewares = [server_span_middleware, problem_middleware]
+    # Then who is asking (no keys configured: start-up refused), and their rate limit.
+    middlewares += [auth_middleware(Authenticator.from_settings(settings, catalog))]
+    middlewares += [rate_limit_middleware(settings)]
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=middlewares,
+        handler_args=server_limits(settings),
+    )
     app[SETTINGS] = settings
     app[CATALOG] = catalog
     app.cleanup_ctx.append(broker)
@@ -48,5 +71,6 @@ def create_app(settings: Settings, catalog: Catalog = DEFAULT_CATALOG) -> web.Ap
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)
     app.router.add_get("/metrics", views.metrics)
+    app.router.add_get("/openapi.json", serve_openapi)
     add_task_routes(app)  # after `broker`: the store's resources start after, stop before it
     return app

@@ -16,6 +16,7 @@ thing to a proxy or WAF and another to Warren.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.contracts import TASK_NAME, Catalog, TaskContract
+from service.http.keys import SETTINGS
 from service.http.problems import Problem
 
 MAX_JSON_DEPTH = 64
@@ -99,8 +101,18 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         raise Problem(415, "unsupported-charset", "Unsupported Media Type", "JSON must be UTF-8")
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
+    timeout = request.app[SETTINGS].http_body_timeout_seconds
     try:
-        body = await request.read()  # aiohttp enforces client_max_size while reading
+        async with asyncio.timeout(timeout):  # a client trickling its body holds a handler
+            body = await request.read()  # aiohttp enforces client_max_size while reading
+    except TimeoutError:
+        raise Problem(
+            408,
+            "body-timeout",
+            "Request Timeout",
+            f"the body did not arrive within {timeout:g} s",
+            close_connection=True,
+        ) from None
     except web.HTTPRequestEntityTooLarge:  # chunked, or a compressed body that inflates
         raise _too_large(max_bytes) from None
     except web.RequestPayloadError:  # broken chunked framing, gzip that is not gzip, …
@@ -147,8 +159,21 @@ def _key_count(node: Any, depth: int = 1) -> int:
     return keys
 
 
+def _has_nul(node: Any) -> bool:
+    """Any ``U+0000`` in a string or key (bounded: ``_key_count`` checked the depth first)."""
+    if type(node) is str:
+        return "\x00" in node
+    if type(node) is dict:
+        return any("\x00" in k or _has_nul(v) for k, v in node.items())
+    if type(node) is list:
+        return any(_has_nul(v) for v in node)
+    return False
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: orjson (UTF-8, no NaN/Infinity, no lone surrogates), bounded depth, unique keys.
+    """Strict JSON: orjson (UTF-8, no NaN/Infinity, no lone surrogates), bounded depth, unique
+    keys, and no NUL character: ``"\\u0000"`` is valid JSON, but a NUL reaching a file path, an
+    SMTP line or PostgreSQL text fails there, after the task was accepted.
 
     orjson silently keeps the last of repeated keys, so a second parse with the
     stdlib's ``object_pairs_hook`` finds them. It is skipped when it cannot find
@@ -161,6 +186,8 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         raise _bad_request("malformed-json", f"body is not valid JSON: {exc}") from None
     keys = _key_count(data) if type(data) in (dict, list) else 0
+    if b"\\u0000" in body and _has_nul(data):
+        raise _bad_request("nul-character", "a string or key in the body contains U+0000")
     if keys != body.count(b":"):
         try:
             json.loads(body.decode("utf-8"), object_pairs_hook=_refuse_duplicates)

@@ -32,6 +32,7 @@ from service.amqp import connect
 from service.envelope import TASK_ID, Envelope, new_task_id
 from service.errors import PublishError
 from service.events import Status
+from service.http.auth import CLIENT
 from service.http.keys import PUBLISHER, SETTINGS
 from service.http.problems import Problem
 from service.http.submission import ValidSubmission
@@ -50,7 +51,6 @@ STORE = web.AppKey("task_store", TaskStore)
 RECORDER = web.AppKey("recorder", Recorder)
 WATCHERS = web.AppKey("watchers", Watchers)
 
-ANONYMOUS = "anonymous"
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 500
@@ -100,21 +100,26 @@ def add_task_routes(app: web.Application) -> None:
 # --- reading ------------------------------------------------------------------
 
 
-async def _read(app: web.Application, task_id: str) -> TaskRecord | None:
-    """The stored record, else the one this replica accepted but has not written yet."""
+async def _read(request: web.Request, task_id: str) -> TaskRecord | None:
+    """The stored record, else the one this replica accepted but has not written yet.
+
+    Another client's task is None too: to this client it does not exist.
+    """
     if not TASK_ID.match(task_id):
         return None
+    app = request.app
     unwritten = app[RECORDER].unflushed(task_id)  # before the read: it may be written meanwhile
     try:
         record = await app[STORE].get(task_id)
     except StoreUnavailable as exc:
         raise _store_problem(exc) from None
-    return record or unwritten or app[RECORDER].unflushed(task_id)
+    record = record or unwritten or app[RECORDER].unflushed(task_id)
+    return record if record is not None and request[CLIENT].may_see(record.submitter) else None
 
 
 async def _existing(request: web.Request) -> tuple[str, TaskRecord]:
     task_id = request.match_info["id"]
-    record = await _read(request.app, task_id)
+    record = await _read(request, task_id)
     if record is None:
         raise _not_found(task_id)
     return task_id, record
@@ -158,13 +163,13 @@ async def get_task(request: web.Request) -> web.Response:
     wait = _float_param(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS)
     task_id = request.match_info["id"]
     with request.app[WATCHERS].watch(task_id) as watch:  # before reading: no lost wake-up
-        record = await _read(request.app, task_id)
+        record = await _read(request, task_id)
         deadline = _now() + (wait if TASK_ID.match(task_id) else 0.0)
         while not (record and record.final) and not watch.closed:
             if (left := deadline - _now()) <= 0:
                 break
             if await watch.wait(left):
-                record = await _read(request.app, task_id) or record
+                record = await _read(request, task_id) or record
     if record is None:
         raise _not_found(task_id)
     return _json(_record_json(request, record))
@@ -208,6 +213,7 @@ def _list_query(request: web.Request) -> ListQuery:
         since=since,
         limit=int(_float_param(request, "limit", 50, 1, MAX_PAGE)),
         cursor=cursor,
+        submitter=None if request[CLIENT].sees_all else request[CLIENT].id,
     )
 
 
@@ -268,7 +274,7 @@ async def task_events(request: web.Request) -> web.StreamResponse:
                 if record.final or watch.closed:
                     break
                 if await watch.wait(SSE_HEARTBEAT_SECONDS):
-                    record = await _read(request.app, task_id) or record
+                    record = await _read(request, task_id) or record
                 else:
                     await response.write(b": keep-alive\n\n")
             await response.write_eof()
@@ -347,13 +353,9 @@ def _changes_of(record: TaskRecord) -> list[Change]:
 
 
 def client_of(request: web.Request) -> str:
-    """Who submitted, which scopes idempotency keys.
-
-    Until authentication exists, the client names itself in ``X-Warren-Client``
-    (else ``anonymous``); an API key's identity will replace this one function.
-    """
-    value = request.headers.get("X-Warren-Client", "").strip()
-    return value[:200] if value and value.isprintable() else ANONYMOUS
+    """Who submitted, which scopes idempotency keys: the API key's id (``service.http.auth``;
+    with authentication off, ``X-Warren-Client`` or ``anonymous``)."""
+    return request[CLIENT].id
 
 
 @dataclass

@@ -9,11 +9,13 @@ from aiohttp import web
 from opentelemetry import trace
 
 from service.envelope import Envelope, new_task_id
-from service.errors import PublishError
+from service.errors import PublishError, QueueFull
+from service.http.auth import authorize_type
 from service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from service.http.problems import Problem
 from service.http.submission import ValidSubmission, read_json, validate
 from service.http.task_views import claim_submission
+from service.http.tracing import publish_attributes
 from service.metrics import SUBMISSIONS
 from service.telemetry import inject, prometheus_text, trace_id_hex, tracer
 
@@ -25,36 +27,30 @@ async def submit_task(request: web.Request) -> web.Response:
     except Problem as problem:
         SUBMISSIONS.add(1, {"type": "(invalid)", "outcome": "rejected", "reason": problem.code})
         raise
+    authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
     claim = await claim_submission(request, valid)  # with an Idempotency-Key: the key, or 200/409
     if claim.replay is not None:
         return claim.replay
     queue = valid.contract.queue
-    with tracer().start_as_current_span(f"publish {queue}", kind=trace.SpanKind.PRODUCER) as span:
+    exchange = request.app[PUBLISHER].work_exchange
+    attributes = publish_attributes(exchange, queue, claim.task_id, valid.contract.name)
+    with tracer().start_as_current_span(
+        f"publish {queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+    ) as span:
         envelope = build_envelope(valid, claim.task_id, claim.submitter)
-        span.set_attributes(
-            {
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": request.app[PUBLISHER].work_exchange,
-                "messaging.rabbitmq.destination.routing_key": queue,
-                "messaging.message.id": envelope.id,
-                "warren.task.id": envelope.id,
-                "warren.task.type": envelope.type,
-            }
-        )
         try:
             await request.app[PUBLISHER].publish_task(envelope)
         except PublishError as exc:
             await claim.release()
             span.record_exception(exc)
             span.set_status(trace.StatusCode.ERROR, str(exc))
-            SUBMISSIONS.add(
-                1, {"type": envelope.type, "outcome": "unavailable", "reason": "broker-unavailable"}
-            )
+            full = isinstance(exc, QueueFull)  # certainly not enqueued: back-pressure, 429
+            code = "queue-full" if full else "broker-unavailable"
+            SUBMISSIONS.add(1, {"type": envelope.type, "outcome": "unavailable", "reason": code})
             raise Problem(
-                503,
-                "broker-unavailable",
-                "Service Unavailable",
+                429 if full else 503,
+                code,
+                "Too Many Requests" if full else "Service Unavailable",
                 f"the task was not accepted: {exc}",
                 headers={"Retry-After": str(settings.retry_after_seconds)},
             ) from None

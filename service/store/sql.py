@@ -197,6 +197,7 @@ class ListQuery:
     since: datetime | None = None
     limit: int = 50
     cursor: str | None = None
+    submitter: str | None = None  # one client's tasks only
 
 
 def list_sql(query: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
@@ -207,7 +208,8 @@ def list_sql(query: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
         clause, values = dialect.in_list("status", [s.value for s in query.statuses])
         where.append(clause)
         args += values
-    for column, value in (("type", query.type), ("queue", query.queue)):
+    filters = (("type", query.type), ("queue", query.queue), ("submitter", query.submitter))
+    for column, value in filters:
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
+from service.http.auth import DEV_KEY
+from service.keys_cli import entry
 from service.settings import Settings
 from service.tasks import CATALOG
 from tests.deploy.common import (
@@ -40,6 +42,8 @@ LOCAL_DEFAULTS = {
     "broker password": "guest",
     "WARREN_WEBHOOK_SIGNING_SECRET": "change-me",
     "POSTGRES_PASSWORD": "warren",
+    # The gateway's key is the dev-only one whose token the README prints (`warren dev`'s).
+    "WARREN_API_KEYS": json.dumps([entry(DEV_KEY)]),
 }
 SMTP_CATCHER_PORT = 1025  # mailpit's SMTP port
 

@@ -40,6 +40,7 @@ from PIL import Image
 
 from consumers.handlers.webhook import verify
 from service import topology
+from service.http.auth import DEV_TOKEN
 from service.settings import Settings
 from service.tasks import CATALOG
 from tests.conftest import BROKER_URL
@@ -238,7 +239,9 @@ async def scraped_metrics(http: aiohttp.ClientSession, service: Service) -> set[
 
 
 async def submit(http: aiohttp.ClientSession, base: str, type_: str, payload: Any) -> str:
-    async with http.post(f"{base}/v1/tasks", json={"type": type_, "payload": payload}) as r:
+    body = {"type": type_, "payload": payload}
+    headers = {"Authorization": f"Bearer {DEV_TOKEN}"}  # compose.yaml configures the dev key
+    async with http.post(f"{base}/v1/tasks", json=body, headers=headers) as r:
         assert r.status == 202, await r.text()
         accepted: dict[str, Any] = await r.json()
     task_id: str = accepted["id"]

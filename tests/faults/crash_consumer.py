@@ -21,10 +21,10 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
-from aio_pika.message import IncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 
+from consumers.acks import Acks
 from consumers.context import TaskContext
 from consumers.handlers import REGISTRY
 from consumers.registry import Handler, Registry, handles
@@ -55,17 +55,22 @@ def recording_echo(side_effects: Path) -> Handler[EchoPayload]:
 
 
 def crash_at_first_ack() -> None:
-    """Patch the ack so a first delivery of a ``crash…`` task SIGKILLs this process instead."""
-    original = IncomingMessage.ack
+    """Patch the ack so a first delivery of a ``crash…`` task SIGKILLs this process instead.
 
-    async def ack(self: IncomingMessage, multiple: bool = False) -> Any:
-        if not self.redelivered and json.loads(self.body).get("message", "").startswith(
+    The patch is on the consumer's ack *request* (``Acks.ack``), not on the frame:
+    acks are sent in batches, so a crash task's ack may go out inside another
+    delivery's multiple ack.
+    """
+    original = Acks.ack
+
+    async def ack(self: Acks, delivery: AbstractIncomingMessage) -> None:
+        if not delivery.redelivered and json.loads(delivery.body).get("message", "").startswith(
             CRASH_MARKER
         ):
             os.kill(os.getpid(), signal.SIGKILL)
-        return await original(self, multiple)
+        await original(self, delivery)
 
-    IncomingMessage.ack = ack  # type: ignore[method-assign]
+    Acks.ack = ack  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -63,6 +63,8 @@ class Answer:
     sent_at: float  # event-loop time
     answered_at: float
     task_id: str | None = None
+    code: str | None = None  # the problem body's ``code`` of a refusal
+    retry_after: str | None = None  # its ``Retry-After`` header
 
 
 @dataclass

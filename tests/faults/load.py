@@ -85,22 +85,34 @@ class HttpLoad:
         body = self.task(key) if self.task else {"type": "diag.echo", "payload": {"message": key}}
         task_id: str | None = None
         status: int | None = None
+        code: str | None = None
+        retry_after: str | None = None
         try:
             async with http.post(f"{self.base_url}/v1/tasks", json=body) as response:
                 status = response.status
                 if status == 202:
                     task_id = (await response.json())["id"]
                 else:
-                    await response.read()
+                    code = _problem_code(await response.read())
+                    retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError):
             told = Told.UNKNOWN
         else:
             told = {202: Told.ACCEPTED, 503: Told.REFUSED, 429: Told.REFUSED}.get(
                 status, Told.OTHER
             )
-        answer = Answer(key, told, status, sent, loop.time(), task_id)
+        answer = Answer(key, told, status, sent, loop.time(), task_id, code, retry_after)
         self.ledger.tell(answer)
         return answer
+
+
+def _problem_code(body: bytes) -> str | None:
+    try:
+        problem = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    code = problem.get("code") if isinstance(problem, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def envelope(type_: str, payload: dict[str, object], queue: str = "diag") -> Envelope:

@@ -83,7 +83,11 @@ class Spawner:
         self.children.append(child)
         return child
 
-    def consumer(self, settings: Settings, concurrency: int = 4, queue: str = "diag") -> Proc:
+    def consumer(
+        self, settings: Settings, concurrency: int = 4, queue: str = "diag", prefetch: int = 0
+    ) -> Proc:
+        """A consumer whose prefetch is ``concurrency`` unless given: the scenarios' bounds on
+        re-runs are counted in prefetch windows, so each scenario fixes its window."""
         return self.python(
             "-m",
             "service.cli",
@@ -92,7 +96,7 @@ class Spawner:
             queue,
             "--concurrency",
             str(concurrency),
-            env=settings.child_environment(),
+            env=settings.child_environment(consumer_prefetch=prefetch or concurrency),
             name=f"consume-{queue}",
         )
 

@@ -55,7 +55,7 @@ async def crash_scenario(node: RabbitNode, spawner: Spawner) -> CrashRun:
     crash_tasks = {t.id for t, m in zip(tasks, messages, strict=True) if m.startswith("crash")}
     await publish_confirmed(h.settings, h.ledger, tasks)
     side_file = spawner.log_dir / "side-effects.jsonl"
-    env = h.settings.child_environment()
+    env = h.settings.child_environment(consumer_prefetch=PREFETCH)
 
     def runs() -> dict[str, list[dict[str, Any]]]:
         by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -1,8 +1,9 @@
 """Scenario 7: a bounded work queue (``x-max-length`` + ``reject-publish``) is full.
 
 The broker nacks a publish to a full queue; the gateway must turn that nack
-into a refusal for the client (``503``, with ``Retry-After``) and never into a
-``202``. The accounting is exact: the tasks accepted are the tasks enqueued,
+into a refusal for the client (``429`` with problem code ``queue-full`` and
+``Retry-After``: the task was certainly not enqueued, unlike a ``503``'s) and
+never into a ``202``. The accounting is exact: the tasks accepted are the tasks enqueued,
 and a refused task never runs (it was never enqueued).
 """
 
@@ -20,7 +21,7 @@ MAX_LENGTH = 50
 SUBMITTED = 80
 
 
-async def test_a_full_queue_refuses_with_503_and_accepted_equals_enqueued(
+async def test_a_full_queue_refuses_with_429_queue_full_and_accepted_equals_enqueued(
     harness: MakeHarness,
 ) -> None:
     h = await harness(max_queue_length=MAX_LENGTH)
@@ -32,7 +33,8 @@ async def test_a_full_queue_refuses_with_503_and_accepted_equals_enqueued(
     refused = h.ledger.told(Told.REFUSED)
     assert len(accepted) == MAX_LENGTH, h.ledger.verdict()
     assert len(refused) == SUBMITTED - MAX_LENGTH
-    assert {a.status for a in refused} <= {503, 429}
+    assert {(a.status, a.code) for a in refused} == {(429, "queue-full")}, refused
+    assert all(a.retry_after for a in refused), refused
     assert await queue_state(h.node.url, h.work_queue) == (MAX_LENGTH, 0)
 
     await h.start_consumers(1, concurrency=8)

@@ -116,22 +116,12 @@ def test_nothing_accepted_is_lost_across_the_alarms(alarm_run: AlarmRun) -> None
     assert verdict.refused == 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a consumer acks only after a confirmed event publish, which the alarm blocks "
-    "on its publishing connection, so nothing is acked and the queue does not drain",
-)
 def test_consumers_keep_draining_under_a_memory_alarm(alarm_run: AlarmRun) -> None:
     # More than what one prefetch window holds was taken off the queue and acked.
     depths = alarm_run.depths
     assert depths[-1] < alarm_run.backlog - PREFETCH, f"{alarm_run.backlog}, then {depths}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: under an alarm each settle times out, the delivery is requeued and run "
-    "again every publish timeout, so re-runs grow with the alarm's length, not the prefetch",
-)
 def test_an_alarm_does_not_make_consumers_rerun_their_tasks(alarm_run: AlarmRun) -> None:
     verdict = alarm_run.verdict
     assert verdict.extra_starts <= PREFETCH, verdict

@@ -9,21 +9,15 @@ as a missing broker does.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from service.settings import Settings
 from service.store import TaskStore, open_store
 from tests.conftest import make_settings
-
-POSTGRES_URL = os.environ.get(
-    "WARREN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+from tests.support import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -31,15 +25,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'warren.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}search_path={schema}"
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+    async with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -61,14 +61,14 @@ async def test_concurrent_duplicates_make_one_task_and_one_message(
 async def test_a_failed_publish_releases_the_key(
     settings: Settings, channel: AbstractChannel
 ) -> None:
-    """With a full work queue the broker refuses the publish: 503, and the key stays free."""
+    """With a full work queue the broker refuses the publish: 429, and the key stays free."""
     full = make_settings(
         namespace=settings.namespace, store_url=settings.store_url, max_queue_length=1
     )  # the same namespace, so the `channel` fixture deletes this topology too
     async with TestClient(TestServer(create_app(full))) as gateway:
         assert (await gateway.post("/v1/tasks", json=BODY)).status == 202  # fills the queue
         refused = await post(gateway, BODY, "retry-me")
-        assert refused.status == 503
+        assert refused.status == 429 and (await refused.json())["code"] == "queue-full"
         underlay = await channel.get_underlay_channel()
         await underlay.queue_purge(f"{settings.namespace}.diag")
         accepted = await post(gateway, BODY, "retry-me")

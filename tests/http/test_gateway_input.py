@@ -10,10 +10,7 @@ would sit in its work queue: every test checks that all work queues are empty
 after its bad requests, then sends one valid task to prove the gateway still
 serves (the count becomes 1).
 
-Speed: there are ~150 cases and starting a gateway (connection, topology) costs
-~0.15 s, so unlike ``conftest``'s per-test fixtures this module shares one
-gateway and namespace for the whole module (same fixture names, module scope)
-and empties the work queues before each test instead.
+Speed: one gateway and namespace for the whole module (``tests/http/conftest.py``).
 """
 
 from __future__ import annotations
@@ -23,22 +20,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import orjson
 import pytest
-import pytest_asyncio
 from aio_pika.abc import AbstractChannel
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service import topology
-from service.http.app import create_app
 from service.http.problems import PROBLEM_JSON
 from service.http.submission import MAX_JSON_DEPTH
 from service.settings import Settings
 from service.tasks import CATALOG
 from service.topology import Topology
-from tests.conftest import BROKER_URL, make_settings
 from tests.support import message_count
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -49,38 +41,6 @@ Loc = list[str | int]
 VALID: dict[str, Any] = {"type": "diag.echo", "payload": {"message": "hi"}}
 VALID_BYTES = orjson.dumps(VALID)
 JSON = "application/json"
-
-
-# --- module-scoped fixtures (overriding conftest's per-test ones) ----------------------
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return make_settings()
-
-
-@pytest.fixture(scope="module")
-def shape(settings: Settings) -> Topology:
-    return topology.build(settings, CATALOG.queues)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
-    """A channel for assertions; at teardown it deletes the module's whole topology."""
-    async with await aio_pika.connect_robust(BROKER_URL) as connection:
-        yield await connection.channel()
-        await topology.delete(await connection.channel(), topology.build(settings, CATALOG.queues))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def gateway(settings: Settings, channel: AbstractChannel) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield client
-
-
-@pytest_asyncio.fixture(autouse=True, loop_scope="module")
-async def empty_work_queues(gateway: Client, channel: AbstractChannel, shape: Topology) -> None:
-    for queue in CATALOG.queues:
-        work = await channel.declare_queue(shape.names.work_queue(queue), passive=True)
-        await work.purge()
 
 
 # --- helpers ------------------------------------------------------------------------

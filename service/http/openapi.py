@@ -1,0 +1,286 @@
+"""``GET /openapi.json``: the gateway's OpenAPI 3.1 document, generated from its models.
+
+Nothing here is written by hand that a model already says: the submission
+schema is ``Submission``'s, narrowed per task type (its name as a constant, its
+payload model's JSON Schema, its caps on the options), and the response
+bodies are ``service.http.schemas``. One document per catalog, built once.
+The fuzz tests (``tests/test_fuzz_gateway.py``) hold the gateway to it.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+from service.contracts import Catalog, TaskContract
+from service.http.keys import CATALOG
+from service.http.problems import PROBLEM_JSON
+from service.http.schemas import RESPONSE_MODELS
+from service.http.submission import Submission
+from service.http.task_views import IDEMPOTENCY_KEY, MAX_PAGE, MAX_WAIT_SECONDS
+
+REF = "#/components/schemas/{model}"
+SecurityRequirements = list[dict[str, list[str]]]
+BEARER: SecurityRequirements = [{"apiKey": []}]
+OPEN: SecurityRequirements = []
+
+PROBLEMS = {
+    "400": "Malformed request: not JSON, duplicate keys, too deep, a bad parameter or header.",
+    "401": "No valid API key.",
+    "403": "The API key lacks the scope (or task type) this needs.",
+    "404": "No such task.",
+    "408": "The body did not arrive in time.",
+    "409": "The task is finished, or the Idempotency-Key is taken or in use.",
+    "413": "The body is larger than the gateway accepts.",
+    "415": "Not `application/json` in UTF-8.",
+    "422": "Valid JSON but not a valid submission; `errors` says where.",
+    "429": "Over the client's rate limit, or the queue is full; see `Retry-After`.",
+    "503": "The broker or the task store cannot be reached; see `Retry-After`.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+def _responses(ok: dict[str, Any], *problems: str) -> dict[str, Any]:
+    return {**ok, **{code: {"$ref": f"#/components/responses/Problem{code}"} for code in problems}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _header(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+TASK_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+LOCATION = {"Location": {"description": "The task's URL.", "schema": {"type": "string"}}}
+AUTH = ("401", "403", "429")
+
+
+def _submission_variant(contract: TaskContract[Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``Submission`` for one task type: its name, its payload schema and its caps."""
+    schema = copy.deepcopy(base)
+    schema["title"] = f"Submission of {contract.name}"
+    props = schema["properties"]
+    props["type"] = {"const": contract.name, "description": props["type"]["description"]}
+    props["payload"] = _ref(_payload_name(contract))
+    props["max_attempts"]["anyOf"][0]["maximum"] = contract.max_attempts_cap
+    props["timeout_seconds"]["anyOf"][0]["maximum"] = contract.timeout_cap_seconds
+    return schema
+
+
+def _payload_name(contract: TaskContract[Any]) -> str:
+    return f"Payload.{contract.name}"
+
+
+def _schemas(catalog: Catalog) -> dict[str, Any]:
+    _, top = models_json_schema([(m, "serialization") for m in RESPONSE_MODELS], ref_template=REF)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    base = Submission.model_json_schema(ref_template=REF)
+    for contract in catalog.values():
+        payload = contract.adapter.json_schema(ref_template=REF)
+        for name, definition in payload.pop("$defs", {}).items():
+            if schemas.setdefault(name, definition) != definition:
+                raise ValueError(f"two payload models define {name!r} differently")
+        schemas[_payload_name(contract)] = payload
+        schemas[f"Submission.{contract.name}"] = _submission_variant(contract, base)
+    return schemas
+
+
+def _submit(catalog: Catalog) -> dict[str, Any]:
+    variants = [_ref(f"Submission.{name}") for name in catalog]
+    return {
+        "operationId": "submitTask",
+        "summary": "Submit a task (scope `submit`).",
+        "security": BEARER,
+        "parameters": [
+            _header(
+                "Idempotency-Key",
+                {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+                "The same key and body again returns the original task (200).",
+            ),
+            _header(
+                "X-Warren-Client",
+                {"type": "string"},
+                "Who submits, without authentication (scopes idempotency keys).",
+            ),
+            _header(
+                "traceparent",
+                {"type": "string"},
+                "W3C trace context to continue; a malformed one is ignored.",
+            ),
+            _header("tracestate", {"type": "string"}, "W3C vendor trace state."),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": variants}}},
+        },
+        "responses": _responses(
+            {
+                "202": _json(_ref("TaskAccepted"), "Accepted and queued.", headers=LOCATION),
+                "200": _json(_ref("TaskAccepted"), "Idempotent replay: the original task."),
+            },
+            *("400", "408", "409", "413", "415", "422", "503", *AUTH),
+        ),
+    }
+
+
+def _list() -> dict[str, Any]:
+    return {
+        "operationId": "listTasks",
+        "summary": "Task records, newest first (scope `read`).",
+        "security": BEARER,
+        "parameters": [
+            _query("status", {"type": "string"}, "Comma-separated statuses."),
+            _query("type", {"type": "string"}, "Task type."),
+            _query("queue", {"type": "string"}, "Queue."),
+            _query("since", {"type": "string", "format": "date-time"}, "Created at or after."),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page size."),
+            _query("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
+        ],
+        "responses": _responses({"200": _json(_ref("TaskPage"), "One page.")}, "400", "503", *AUTH),
+    }
+
+
+def _task() -> dict[str, Any]:
+    record = _ref("TaskRecordBody")
+    wait = {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS}
+    return {
+        "parameters": [TASK_ID_PARAM],
+        "get": {
+            "operationId": "getTask",
+            "summary": "A task's record (scope `read`); `wait` long-polls for a final state.",
+            "security": BEARER,
+            "parameters": [_query("wait", wait, "Seconds to wait for a final state.")],
+            "responses": _responses(
+                {"200": _json(record, "The record.")}, "400", "404", "503", *AUTH
+            ),
+        },
+        "delete": {
+            "operationId": "cancelTask",
+            "summary": "Cancel a task (scope `submit`).",
+            "security": BEARER,
+            "responses": _responses(
+                {
+                    "202": _json(record, "Cancellation sent."),
+                    "200": _json(record, "Already cancelled."),
+                },
+                *("404", "409", "503", *AUTH),
+            ),
+        },
+    }
+
+
+def _events() -> dict[str, Any]:
+    stream = {"schema": {"type": "string"}}
+    return {
+        "parameters": [TASK_ID_PARAM],
+        "get": {
+            "operationId": "taskEvents",
+            "summary": "Server-Sent Events of a task's record until it is final (scope `read`).",
+            "security": BEARER,
+            "parameters": [_header("Last-Event-ID", {"type": "string"}, "Last version seen.")],
+            "responses": _responses(
+                {
+                    "200": {"description": "The stream.", "content": {"text/event-stream": stream}},
+                    "204": {"description": "Already final at the version given: stop."},
+                },
+                *("404", "503", *AUTH),
+            ),
+        },
+    }
+
+
+def _simple(operation_id: str, summary: str, ok: dict[str, Any], *problems: str) -> dict[str, Any]:
+    open_ = not problems or problems == ("503",)
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": OPEN if open_ else BEARER,
+            "responses": _responses({"200": ok}, *problems),
+        }
+    }
+
+
+def _paths(catalog: Catalog) -> dict[str, Any]:
+    text = {"description": "Prometheus text format.", "content": {"text/plain": {}}}
+    document = {"description": "This document.", "content": {"application/json": {}}}
+    return {
+        "/v1/tasks": {"post": _submit(catalog), "get": _list()},
+        "/v1/tasks/{id}": _task(),
+        "/v1/tasks/{id}/events": _events(),
+        "/v1/task-types": _simple(
+            "taskTypes",
+            "The task types and their payload schemas (scope `read`).",
+            _json({"type": "array", "items": _ref("TaskTypeInfo")}, "The catalog."),
+            *AUTH,
+        ),
+        "/healthz": _simple("healthz", "The process is alive.", _json(_ref("Health"), "Alive.")),
+        "/readyz": _simple(
+            "readyz", "The broker connection is up.", _json(_ref("Ready"), "Ready."), "503"
+        ),
+        "/metrics": _simple("metrics", "Prometheus metrics.", text),
+        "/openapi.json": _simple("openapi", "This OpenAPI document.", document),
+    }
+
+
+@lru_cache(maxsize=8)
+def openapi_document(catalog: Catalog) -> dict[str, Any]:
+    """The document for a catalog (cached: catalogs are immutable values)."""
+    problem = {PROBLEM_JSON: {"schema": _ref("ProblemDetails")}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Warren gateway",
+            "version": "1",
+            "description": "Submit tasks to Warren's queues and follow them.",
+        },
+        "paths": _paths(catalog),
+        "components": {
+            "schemas": _schemas(catalog),
+            "responses": {
+                f"Problem{code}": {"description": text, "content": problem}
+                for code, text in PROBLEMS.items()
+            },
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`warren keys new`) with the scope the "
+                    "operation names: `submit`, `read` or `admin`.",
+                }
+            },
+        },
+    }
+
+
+async def serve_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[CATALOG]))
