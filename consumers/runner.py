@@ -43,7 +43,6 @@ from service.telemetry import setup_telemetry
 log = logging.getLogger(__name__)
 BROKER_CALL_TIMEOUT = 5.0  # bounds each shutdown step that talks to the broker
 DEPTH_INTERVAL = 5.0  # seconds between samples of this queue's depths for /metrics
-PREFETCH_PER_SLOT = 2  # default prefetch per handler slot (see ``consumer_prefetch``)
 
 
 class Consumer:
@@ -61,7 +60,7 @@ class Consumer:
         self.settings = settings
         self.queue = queue
         self.concurrency = concurrency or settings.consumer_concurrency
-        self.prefetch = prefetch_for(settings, self.concurrency)
+        self.prefetch = settings.prefetch_for(self.concurrency)
         self.worker = settings.worker_name
         # Fail loudly before touching the broker: a missing handler or an impossible timeout.
         self._handlers = registry.for_queue(catalog, queue)
@@ -248,11 +247,6 @@ class Consumer:
             for task in pending:
                 task.cancel()  # the delivery path nacks with requeue on cancellation
             await asyncio.wait(pending, timeout=BROKER_CALL_TIMEOUT)
-
-
-def prefetch_for(settings: Settings, concurrency: int) -> int:
-    """The prefetch of a consumer running ``concurrency`` handlers (``consumer_prefetch``)."""
-    return settings.consumer_prefetch or PREFETCH_PER_SLOT * concurrency
 
 
 async def run(

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+PREFETCH_PER_SLOT = 2  # default prefetch per handler slot (see ``consumer_prefetch``)
 
 
 class Settings(BaseSettings):
@@ -311,6 +312,10 @@ class Settings(BaseSettings):
                 text = str(value)
             env[f"WARREN_{name.upper()}"] = text
         return env
+
+    def prefetch_for(self, concurrency: int) -> int:
+        """The prefetch of a consumer running ``concurrency`` handlers (``consumer_prefetch``)."""
+        return self.consumer_prefetch or PREFETCH_PER_SLOT * concurrency
 
     @property
     def worker_name(self) -> str:

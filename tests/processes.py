@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,33 +14,22 @@ from typing import Any
 
 import aiohttp
 
+from service.bench.procs import REPO, Proc, free_port
 from service.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "Child", "free_port", "ready", "settings_env", "until"]
 
 
 def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     return settings.child_environment(**overrides)
 
 
-class Child:
+class Child(Proc):
     """A ``python -m service.cli ...`` process, its own session, its output in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as log:  # O_APPEND: `dev` and its children share it
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *args],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: children of `dev` included
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+        # O_APPEND (the log is opened "ab"): `dev` and its children share it.
+        super().__init__([sys.executable, "-m", "service.cli", *args], log_path, env, pipe=False)
 
     @property
     def worker(self) -> str:
@@ -73,11 +61,6 @@ class Child:
             return False
         return True
 
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
 
 async def until(
     predicate: Callable[[], bool], within: float, what: str, proc: Child | None = None
@@ -104,10 +87,3 @@ async def ready(http: aiohttp.ClientSession, url: str, proc: Child, within: floa
                     return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{url} not ready within {within}s:\n{proc.log()[-4000:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -41,7 +41,9 @@ STORE_PROBES = 20  # the last tasks pre-filled, polled in the store to see it ca
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--tasks", type=int, default=5000, help="tasks per drain")
     p.add_argument("-p", "--processes", type=int, default=2, help="consumer processes")
-    p.add_argument("-c", "--concurrency", type=int, default=16, help="per process (= prefetch)")
+    p.add_argument(
+        "-c", "--concurrency", type=int, default=16, help="per process (prefetch: twice this)"
+    )
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     p.add_argument("--timeout", type=float, default=180.0, help="bound of one drain, seconds")
 
@@ -112,7 +114,7 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
         run_.start(
             Proc.module(
                 "service.bench.baselines",
-                [*args, "--prefetch", str(spec.concurrency)],
+                [*args, "--prefetch", str(run_.settings.prefetch_for(spec.concurrency))],
                 run_.log(f"raw-{i}"),
             )
         )

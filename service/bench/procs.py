@@ -1,4 +1,5 @@
-"""Child processes of a benchmark: real ``warren`` commands, baselines and load generators.
+"""Child processes of a benchmark (and of the tests): real ``warren`` commands, baselines and
+load generators.
 
 Every child runs in its own process group with its output in a log file, and
 is ended by its own id (SIGTERM, then SIGKILL after a grace): a benchmark
@@ -72,6 +73,12 @@ class Proc:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def kill_group(self) -> None:
+        """SIGKILL to its whole process group (by PID), and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
 
     def terminate(self) -> None:
         """SIGTERM to the group, without waiting (a reporting child then prints and exits)."""

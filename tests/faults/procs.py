@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,49 +21,10 @@ import aio_pika
 import aiohttp
 from aio_pika.exceptions import AMQPError
 
+from service.bench.procs import Proc, free_port
 from service.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Proc:
-    """A child process in its own session, its output appended to a log file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.argv = argv
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def kill9(self) -> None:
-        """SIGKILL to its whole process group (by PID), and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
+__all__ = ["Proc", "Spawner", "free_port"]  # the fault tests import them from here
 
 
 class Spawner:
@@ -79,7 +36,7 @@ class Spawner:
 
     def python(self, *args: str, env: dict[str, str], name: str) -> Proc:
         log = self.log_dir / f"{len(self.children):02d}-{name}.log"
-        child = Proc([sys.executable, *args], env, log)
+        child = Proc([sys.executable, *args], log, env, pipe=False)
         self.children.append(child)
         return child
 
@@ -107,11 +64,13 @@ class Spawner:
 
     def kill_all(self) -> None:
         for child in self.children:
-            child.kill9()
+            child.kill_group()
 
     def logs(self) -> str:
         """The tail of every child's log, for an assertion message."""
-        return "\n".join(f"--- {c.argv[-4:]} pid {c.pid} ---\n{c.log(2000)}" for c in self.children)
+        return "\n".join(
+            f"--- {c.argv[-4:]} pid {c.pid} ---\n{c.tail(2000)}" for c in self.children
+        )
 
 
 async def until(
@@ -186,7 +145,7 @@ async def wait_http_ready(base_url: str, proc: Proc, within: float) -> None:
     """Poll the gateway's ``/readyz`` until 200 (its broker connection is up)."""
 
     async def ready() -> bool:
-        assert proc.alive(), f"gateway exited early:\n{proc.log()}"
+        assert proc.alive(), f"gateway exited early:\n{proc.tail()}"
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with (
                 aiohttp.ClientSession() as http,
@@ -195,7 +154,7 @@ async def wait_http_ready(base_url: str, proc: Proc, within: float) -> None:
                 return response.status == 200
         return False
 
-    await until(ready, within, f"{base_url}/readyz", every=0.2, explain=proc.log)
+    await until(ready, within, f"{base_url}/readyz", every=0.2, explain=proc.tail)
 
 
 def gateway_url(settings: Settings) -> str:

@@ -43,7 +43,7 @@ async def test_consumers_killed_every_two_seconds_lose_nothing_and_duplicate_wit
         if state[0] == 0:
             break  # the queue ran dry: nothing left to interrupt
         victim = rng.choice([c for c in h.consumers if c.alive()])
-        victim.kill9()
+        victim.kill_group()
         kills += 1
         h.spawn_consumer(PREFETCH)  # the supervisor's replacement
 

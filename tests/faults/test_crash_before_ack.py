@@ -91,7 +91,7 @@ async def crash_scenario(node: RabbitNode, spawner: Spawner) -> CrashRun:
         )
         if proc.alive():
             break
-        assert proc.popen.returncode == -signal.SIGKILL, proc.log()
+        assert proc.popen.returncode == -signal.SIGKILL, proc.tail()
         crashes += 1
         assert crashes <= len(crash_tasks), "crashed more often than there are crash tasks"
     verdict = await h.outcomes(within=30)
