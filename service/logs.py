@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 
 from service.settings import Settings
@@ -84,5 +85,19 @@ def setup_logging(settings: Settings, component: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    logging.getLogger("aiohttp.server").addFilter(quiet_client_errors)
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
+
+
+def quiet_client_errors(record: logging.LogRecord) -> bool:
+    """aiohttp logs every request its parser refuses (a 400: oversized or broken headers) at
+    ERROR with a traceback, so any client could flood the logs with false alarms: such a
+    record becomes one INFO line. Everything else passes unchanged."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "refused a malformed request (%d): %s", (error.code, error)
+        record.exc_info = record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+    return True

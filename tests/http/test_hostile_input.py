@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.envelope import H_SUBMITTER, H_TRACEPARENT, H_TRACESTATE, TRACEPARENT, Envelope
 from service.http.app import create_app
 from service.http.problems import PROBLEM_JSON
+from service.logs import quiet_client_errors
 from service.settings import Settings
 from service.tasks import CATALOG
 from service.topology import Topology
@@ -186,6 +188,25 @@ async def test_headers_the_parser_refuses_are_400(
     answer = await raw(gateway, data)
     assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:200]
     await assert_nothing_published_and_alive(gateway, channel, shape)
+
+
+async def test_a_refused_request_is_one_info_line_not_an_error_with_a_traceback(
+    gateway: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logs parser refusals at ERROR with a traceback; ``setup_logging``'s filter
+    makes each one INFO line, so a hostile client cannot flood the logs with false alarms."""
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(quiet_client_errors)
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+            answer = await raw(gateway, request_bytes(b"X-Big: " + b"a" * 9000))
+            await asyncio.sleep(0.05)
+    finally:
+        server_log.removeFilter(quiet_client_errors)
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:200]
+    [record] = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert (record.levelno, record.exc_info) == (logging.INFO, None)
+    assert record.getMessage().startswith("refused a malformed request (400)")
 
 
 # --- headers copied towards the message: refused, dropped or capped ------------------------
