@@ -31,6 +31,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
+from service import topology
 from service.tasks import CATALOG
 from service.topology import Names
 from tests.deploy.common import (
@@ -81,7 +82,8 @@ def of_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def config() -> dict[str, str]:
-    """The environment every Warren container gets: warren-config, then warren-secrets."""
+    """The environment every Warren Deployment's container gets: warren-config, then
+    warren-secrets (the broker URL is each role's own: ``container_env``)."""
     env = dict(of_kind("ConfigMap")["warren-config"]["data"])
     env.update(of_kind("Secret")["warren-secrets"]["stringData"])
     return env
@@ -104,8 +106,26 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
         else:
             env.update(of_kind("Secret")[source["secretRef"]["name"]]["stringData"])
     for item in container.get("env", []):
-        env[item["name"]] = item["value"]
+        if "valueFrom" in item:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = of_kind("Secret")[ref["name"]]["stringData"][ref["key"]]
+        else:
+            env[item["name"]] = item["value"]
     return env
+
+
+def broker_secret(container: dict[str, Any]) -> str:
+    """The Secret a container's WARREN_BROKER_URL comes from (each role has its own user)."""
+    [item] = [e for e in container.get("env", []) if e["name"] == "WARREN_BROKER_URL"]
+    name: str = item["valueFrom"]["secretKeyRef"]["name"]
+    return name
+
+
+def job_container() -> dict[str, Any]:
+    [job] = of_kind("Job").values()
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
 
 
 def consumer_deployments() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -238,12 +258,14 @@ def test_scaled_objects_scale_each_consumer_on_its_work_queue() -> None:
         assert "host" not in metadata, "credentials come through the TriggerAuthentication"
         auth = auths[trigger["authenticationRef"]["name"]]
         [host] = [r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host"]
-        # The same URL the consumers use: the scaler watches the broker they consume from.
-        [env_from] = [s for s in _container(deployment)["envFrom"] if "secretRef" in s]
-        assert host["name"] == env_from["secretRef"]["name"]
-        assert host["key"] == "WARREN_BROKER_URL"
-        url = urlsplit(of_kind("Secret")[host["name"]]["stringData"][host["key"]])
-        assert url.scheme == "amqp"
+        # The scaler's own user, on the broker the consumers use, allowed nothing (a passive
+        # queue.declare, which reads the depth, needs no permission).
+        scaler = urlsplit(of_kind("Secret")[host["name"]]["stringData"][host["key"]])
+        consumer = urlsplit(container_env(_container(deployment))["WARREN_BROKER_URL"])
+        assert scaler.scheme == "amqp"
+        assert (scaler.hostname, scaler.port) == (consumer.hostname, consumer.port)
+        rights = permission_of(scaler.username or "")["spec"]["permissions"]
+        assert set(rights.values()) == {"^$"}
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -271,32 +293,69 @@ def test_rabbitmq_cluster_is_three_nodes_with_the_deploy_config() -> None:
     assert timeout * 1000 == float(cluster_conf["consumer_timeout"])
 
 
-def test_broker_url_names_the_cluster_and_the_user_the_operator_creates() -> None:
+def permission_of(username: str) -> dict[str, Any]:
+    [permission] = [p for p in of_kind("Permission").values() if p["spec"]["user"] == username]
+    return permission
+
+
+def role_urls() -> dict[str, tuple[str, str]]:
+    """(role, queues) → each Warren pod's broker URL: (role name, its URL)."""
+    urls = {"deploy": container_env(job_container())["WARREN_BROKER_URL"]}
+    for _, container in warren_containers():
+        args = parse_command(container["args"])
+        role = "gateway" if args.command == "gateway" else f"consumer-{args.queue}"
+        urls[role] = container_env(container)["WARREN_BROKER_URL"]
+    return {role: (role, url) for role, url in urls.items()}
+
+
+def test_each_role_connects_as_its_own_user_that_the_operator_creates() -> None:
     [cluster] = of_kind("RabbitmqCluster").values()
-    url = urlsplit(config()["WARREN_BROKER_URL"])
-    # <cluster>.<namespace>.svc: the client Service the Cluster Operator makes.
-    assert url.hostname == f"{cluster['metadata']['name']}.{kustomization()['namespace']}.svc"
-    assert url.port == 5672 and url.path in ("/", "")
-    [user] = of_kind("User").values()
-    assert user["spec"]["rabbitmqClusterReference"]["name"] == cluster["metadata"]["name"]
-    credentials = of_kind("Secret")[user["spec"]["importCredentialsSecret"]["name"]]
-    assert credentials["stringData"]["username"] == url.username
-    assert credentials["stringData"]["password"] == url.password
+    users = {u["spec"]["importCredentialsSecret"]["name"]: u for u in of_kind("User").values()}
+    seen = set()
+    for role, url_text in role_urls().values():
+        url = urlsplit(url_text)
+        # <cluster>.<namespace>.svc: the client Service the Cluster Operator makes.
+        assert url.hostname == f"{cluster['metadata']['name']}.{kustomization()['namespace']}.svc"
+        assert url.port == 5672 and url.path in ("/", "")
+        assert url.username == f"warren-{role}"
+        [secret_name] = [n for n, s in of_kind("Secret").items()
+                         if s["stringData"].get("url") == url_text]  # fmt: skip
+        user = users[secret_name]
+        assert user["spec"]["rabbitmqClusterReference"]["name"] == cluster["metadata"]["name"]
+        credentials = of_kind("Secret")[secret_name]["stringData"]
+        assert (credentials["username"], credentials["password"]) == (url.username, url.password)
+        seen.add(url.username)
+    assert len(seen) == len(CATALOG.queues) + 2  # every consumer, the gateway, the deploy Job
 
 
-def test_permission_covers_exactly_the_warren_namespace() -> None:
-    [permission] = of_kind("Permission").values()
-    spec = permission["spec"]
-    [user] = of_kind("User").values()
-    username = of_kind("Secret")[user["spec"]["importCredentialsSecret"]["name"]]
-    assert spec["user"] == username["stringData"]["username"]
-    assert spec["vhost"] == (urlsplit(config()["WARREN_BROKER_URL"]).path or "/")
-    assert spec["rabbitmqClusterReference"]["name"] == "warren-rabbitmq"
-    namespace = config()["WARREN_NAMESPACE"]
-    for right in ("configure", "write", "read"):
-        pattern = spec["permissions"][right]
-        assert re.match(pattern, f"{namespace}.diag") and re.match(pattern, f"{namespace}.events")
-        assert not re.match(pattern, f"other.{namespace}.diag")
+def test_permissions_are_the_least_each_role_needs() -> None:
+    """Exactly what ``warren topology permissions`` derives from the topology's names."""
+    names = Names(of_kind("ConfigMap")["warren-config"]["data"]["WARREN_NAMESPACE"])
+    for role, url_text in role_urls().values():
+        url = urlsplit(url_text)
+        kind, _, queue = role.partition("-")
+        want = topology.permissions(names, kind, (queue,) if queue else ())  # type: ignore[arg-type]
+        spec = permission_of(url.username or "")["spec"]
+        assert spec["vhost"] == (url.path or "/")
+        assert spec["rabbitmqClusterReference"]["name"] == "warren-rabbitmq"
+        assert spec["permissions"] == {
+            "configure": want.configure,
+            "write": want.write,
+            "read": want.read,
+        }, role
+    # Only the deploy user may declare, so the others must not try.
+    assert of_kind("ConfigMap")["warren-config"]["data"]["WARREN_DECLARE_TOPOLOGY"] == "false"
+
+
+def test_the_topology_job_applies_the_topology_as_the_deploy_user() -> None:
+    [job] = of_kind("Job").values()
+    container = job_container()
+    assert parse_command(container["args"]).action == "apply"
+    assert broker_secret(container) == "warren-broker-deploy"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # re-created by the next apply
+    settings = settings_from(container_env(container))
+    assert settings.namespace == "warren" and settings.queue_type == "quorum"
 
 
 def test_policy_resource_is_the_policy_script(tmp_path: Path) -> None:
