@@ -9,7 +9,6 @@ emptied before each test instead. A module may override ``settings``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aio_pika
 import pytest
@@ -23,8 +22,7 @@ from service.settings import Settings
 from service.tasks import CATALOG
 from service.topology import Topology
 from tests.conftest import BROKER_URL, make_settings
-
-Client = TestClient[Any, Any]
+from tests.http.support import Client
 
 
 @pytest.fixture(scope="module")

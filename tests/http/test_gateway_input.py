@@ -24,21 +24,18 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
-from service.http.problems import PROBLEM_JSON
 from service.http.submission import MAX_JSON_DEPTH
 from service.settings import Settings
 from service.tasks import CATALOG
 from service.topology import Topology
+from tests.http.support import VALID, Client, assert_nothing_published_and_alive, assert_problem
 from tests.support import message_count
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-Client = TestClient[Any, Any]
 Loc = list[str | int]
 
-VALID: dict[str, Any] = {"type": "diag.echo", "payload": {"message": "hi"}}
 VALID_BYTES = orjson.dumps(VALID)
 JSON = "application/json"
 
@@ -58,18 +55,6 @@ async def post_json(gateway: Client, value: Any) -> ClientResponse:
     return await post(gateway, json.dumps(value, ensure_ascii=False).encode())
 
 
-async def assert_problem(response: ClientResponse, status: int, code: str) -> dict[str, Any]:
-    text = await response.text()
-    assert response.status == status, text
-    assert response.headers["Content-Type"] == PROBLEM_JSON
-    problem: dict[str, Any] = orjson.loads(text)
-    assert problem["status"] == status
-    assert problem["code"] == code
-    assert problem["type"] == f"/problems/{code}"
-    assert isinstance(problem["title"], str) and problem["title"]
-    return problem
-
-
 async def assert_invalid(response: ClientResponse, *locs: Loc) -> list[dict[str, Any]]:
     """A 422 whose errors point exactly at ``locs``, without echoing the input."""
     problem = await assert_problem(response, 422, "validation-failed")
@@ -78,16 +63,6 @@ async def assert_invalid(response: ClientResponse, *locs: Loc) -> list[dict[str,
     for error in errors:
         assert error["msg"] and error["type"] and "input" not in error
     return errors
-
-
-async def assert_nothing_published_and_alive(
-    gateway: Client, channel: AbstractChannel, shape: Topology
-) -> None:
-    for queue in CATALOG.queues:
-        assert await message_count(channel, shape.names.work_queue(queue)) == 0, queue
-    response = await gateway.post("/v1/tasks", json=VALID)
-    assert response.status == 202, await response.text()
-    assert await message_count(channel, shape.names.work_queue("diag")) == 1
 
 
 def nested(depth: int) -> bytes:

@@ -28,23 +28,19 @@ from typing import Any
 import orjson
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.envelope import H_SUBMITTER, H_TRACEPARENT, H_TRACESTATE, TRACEPARENT, Envelope
 from service.http.app import create_app
-from service.http.problems import PROBLEM_JSON
 from service.logs import quiet_client_errors
 from service.settings import Settings
-from service.tasks import CATALOG
 from service.topology import Topology
 from tests.conftest import make_settings
+from tests.http.support import VALID, Client, assert_nothing_published_and_alive, assert_problem
 from tests.support import message_count
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-Client = TestClient[Any, Any]
-VALID: dict[str, Any] = {"type": "diag.echo", "payload": {"message": "hi"}}
 JSON = {"Content-Type": "application/json"}
 GOOD_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -56,26 +52,6 @@ def settings() -> Settings:
 
 
 # --- helpers ------------------------------------------------------------------------------
-async def assert_problem(response: ClientResponse, status: int, code: str) -> dict[str, Any]:
-    text = await response.text()
-    assert response.status == status, text
-    assert response.headers["Content-Type"] == PROBLEM_JSON
-    problem: dict[str, Any] = orjson.loads(text)
-    assert (problem["status"], problem["code"]) == (status, code)
-    assert problem["type"] == f"/problems/{code}"
-    return problem
-
-
-async def assert_nothing_published_and_alive(
-    gateway: Client, channel: AbstractChannel, shape: Topology
-) -> None:
-    for queue in CATALOG.queues:
-        assert await message_count(channel, shape.names.work_queue(queue)) == 0, queue
-    response = await gateway.post("/v1/tasks", json=VALID)
-    assert response.status == 202, await response.text()
-    assert await message_count(channel, shape.names.work_queue("diag")) == 1
-
-
 async def published(channel: AbstractChannel, shape: Topology) -> AbstractIncomingMessage:
     """The one message in the diag work queue (taken and acked)."""
     queue = await channel.declare_queue(shape.names.work_queue("diag"), passive=True)
