@@ -6,21 +6,33 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from consumers import outbound
 from service.settings import Settings
 
 
 @dataclass
 class Resources:
-    """Process-wide resources handlers share; created lazily, closed when the consumer stops."""
+    """Process-wide resources handlers share; created lazily, closed when the consumer stops.
 
+    ``allow_private``: whether handlers' HTTP may reach non-public addresses
+    (``consumers.outbound``; off in production, on for receivers on this machine).
+    """
+
+    allow_private: bool = False
     _http: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     @property
     def http(self) -> aiohttp.ClientSession:
-        """One HTTP client session per process (connection pooling across tasks)."""
+        """One HTTP client session per process (connection pooling across tasks), which
+        connects to public addresses only unless ``allow_private``."""
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession()
+            self._http = outbound.client_session(self.allow_private)
         return self._http
+
+    async def check_destination(self, url: str) -> None:
+        """``Permanent`` for a URL a handler must not reach (see ``consumers.outbound``)."""
+        if not self.allow_private:
+            await outbound.check_destination(url)
 
     async def close(self) -> None:
         if self._http is not None:

@@ -276,6 +276,13 @@ class Settings(BaseSettings):
     media_max_source_bytes: int = Field(
         20_000_000, ge=1, description="Largest image `media.thumbnail` downloads or reads."
     )
+    outbound_allow_private_networks: bool = Field(
+        False,
+        description="Let handlers' HTTP requests (`webhook.deliver`, `media.thumbnail`) reach "
+        "loopback, private, link-local and other non-public addresses. Off: such a URL is "
+        "dead-lettered and no connection to such an address is made (SSRF). On only where the "
+        "receivers run on the same machine or network (a laptop, tests).",
+    )
 
     @field_validator("retry_tiers_seconds")
     @classmethod

@@ -50,6 +50,7 @@ def make_settings(**overrides: Any) -> Settings:
         "store_url": f"sqlite:///{Path(tempfile.gettempdir()) / f'warren-{namespace}.db'}",
         "health_port": 0,  # off: in-process consumers share one registry, read via the gateway
         "log_format": "text",
+        "outbound_allow_private_networks": True,  # webhook and media receivers run here
         "auth_disabled": True,  # tests/test_auth.py turns API keys on
     }
     values.update(overrides)

@@ -62,6 +62,7 @@ async def thumbnail(payload: ThumbnailPayload, ctx: TaskContext) -> dict[str, An
     root = ctx.settings.media_root.resolve()
     limit = ctx.settings.media_max_source_bytes
     if is_url(payload.source):
+        await ctx.resources.check_destination(payload.source)
         data = await download(ctx.resources.http, payload.source, limit)
     else:
         data = await asyncio.to_thread(read_local, root, payload.source, limit)

@@ -81,6 +81,7 @@ async def deliver(payload: WebhookPayload, ctx: TaskContext) -> dict[str, int]:
         "X-Warren-Signature": sign(secret, timestamp, body),
     }
     timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout_seconds)
+    await ctx.resources.check_destination(str(payload.url))
     try:
         async with ctx.resources.http.post(
             str(payload.url), data=body, headers=headers, timeout=timeout, allow_redirects=False

@@ -46,7 +46,7 @@ def media_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def resources() -> AsyncIterator[Resources]:
-    shared = Resources()
+    shared = Resources(allow_private=True)  # the receivers run on this machine
     yield shared
     await shared.close()
 

@@ -71,7 +71,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 async def resources() -> AsyncIterator[Resources]:
-    shared = Resources()
+    shared = Resources(allow_private=True)  # the receivers run on this machine
     yield shared
     await shared.close()
 
