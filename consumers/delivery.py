@@ -26,7 +26,7 @@ from consumers.cancellation import Cancellations, TaskCancelled
 from consumers.context import Resources, TaskContext
 from consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from consumers.registry import Handler
-from consumers.settle import Settler
+from consumers.settle import RunningEvent, Settler
 from consumers.spans import messaging_attributes
 from service.contracts import Backoff
 from service.envelope import H_ATTEMPT, Envelope
@@ -77,6 +77,7 @@ class DeliveryProcessor:
         self._worker = worker
         self._cancellations = cancellations or Cancellations()
         self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
+        self._running_delay = settings.running_event_delay_seconds
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
         self._labels = {"queue": queue}
@@ -145,11 +146,14 @@ class DeliveryProcessor:
 
     async def _run_in_slot(
         self, decoded: Decoded, redelivered: bool, span: trace.Span
-    ) -> tuple[Outcome, asyncio.Future[None]]:
-        """``running``, then the attempt, in a handler slot; the slot is free again on return."""
+    ) -> tuple[Outcome, RunningEvent]:
+        """The attempt in a handler slot, its ``running`` event due if it outlasts the delay.
+
+        The slot is free again on return, and no ``running`` goes out any more.
+        """
         await self._take_slot()
         self._running += 1
-        running = self._settler.running(decoded.envelope)
+        running = self._settler.running(decoded.envelope, self._running_delay)
         try:
             return await self._attempt(decoded, redelivered, span), running
         except TaskCancelled:  # cancelled while running
@@ -158,6 +162,7 @@ class DeliveryProcessor:
             running.cancel()
             raise
         finally:
+            running.end()
             self._running -= 1
             self._slots.release()
 

@@ -3,9 +3,13 @@
 Confirmed publishes first, ack last: the retry message, dead letter and
 lifecycle events are all on the broker before the original is acked, so a
 crash in between can only duplicate, never lose. The publishes of one outcome
-go out on one channel right after the attempt's ``running`` event (started
-before the handler), in that order, and their confirms are awaited together:
-one broker round trip per task, not one per publish.
+go out on one channel after the attempt's ``running`` event, in that order,
+and their confirms are awaited together: one broker round trip per task, not
+one per publish.
+
+``running`` goes out only once a handler has run for
+``running_event_delay_seconds`` (at once with 0): most short tasks end sooner
+and publish just their outcome, which carries ``started_at`` instead.
 
 Under a resource alarm the broker blocks the publishing connection and no
 confirm comes until the alarm clears. Requeueing on the publish timeout would
@@ -25,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -67,19 +72,24 @@ class Settler:
         self._deferred: set[asyncio.Future[None]] = set()
         self._settled = 0
 
-    def running(self, envelope: Envelope) -> asyncio.Future[None]:
-        """Publish ``running`` now, before the handler; its confirm is awaited with the outcome."""
-        return self._event(envelope, Status.RUNNING)
+    def running(self, envelope: Envelope, delay: float) -> RunningEvent:
+        """An attempt starts now: its ``running`` event, due after ``delay`` (0: at once)."""
+        return RunningEvent(lambda started: self._event(envelope, Status.RUNNING, **started), delay)
 
     async def settle(
         self,
         delivery: AbstractIncomingMessage,
         envelope: Envelope,
         outcome: Outcome,
-        running: asyncio.Future[None] | None = None,
+        running: RunningEvent | None = None,
     ) -> None:
-        confirms = [running] if running is not None else []
-        confirms += self._publish(delivery, envelope, outcome)
+        """Publish the outcome (after ``running``, if the attempt published one), then ack."""
+        confirms: Confirms = []
+        started: dict[str, str] = {}
+        if running is not None:
+            confirms += running.end()
+            started = running.started
+        confirms += self._publish(delivery, envelope, outcome, started)
         await self._finish(delivery, confirms, outcome, envelope.type)
 
     async def settle_undecodable(
@@ -128,22 +138,30 @@ class Settler:
         DELIVERY_COUNTS[(self.queue, task_type, OUTCOME_LABEL[type(outcome)])] += 1
 
     def _publish(
-        self, delivery: AbstractIncomingMessage, envelope: Envelope, outcome: Outcome
+        self,
+        delivery: AbstractIncomingMessage,
+        envelope: Envelope,
+        outcome: Outcome,
+        started: dict[str, str],
     ) -> Confirms:
-        """Start the outcome's publishes, in order: the message (if any), then the event."""
+        """Start the outcome's publishes, in order: the message (if any), then the event.
+
+        ``started`` is ``{"started_at": ...}`` for an outcome of a run, empty otherwise.
+        """
         match outcome:
             case Succeeded(result=result):
-                return [self._event(envelope, Status.SUCCEEDED, result=result)]
+                return [self._event(envelope, Status.SUCCEEDED, result=result, **started)]
             case RetryIn(tier=tier, error_type=error_type, error=error):
                 retry = self._retry(envelope, tier)
                 details = {"next_delay_seconds": tier, "error_type": error_type, "error": error}
-                return [retry, self._event(envelope, Status.RETRYING, **details)]
+                return [retry, self._event(envelope, Status.RETRYING, **details, **started)]
             case DeadLetter():
                 dead = self._dead(delivery, outcome, envelope.attempt)
-                return [dead, self._event(envelope, Status.DEAD, **_dead_details(outcome))]
+                details = _dead_details(outcome)
+                return [dead, self._event(envelope, Status.DEAD, **details, **started)]
             case Cancelled(reason=reason):
                 log.info("task %s attempt %d cancelled on request", envelope.id, envelope.attempt)
-                return [self._event(envelope, Status.CANCELLED, reason=reason)]
+                return [self._event(envelope, Status.CANCELLED, reason=reason, **started)]
 
     async def _confirmed(self, confirms: Confirms, *, may_defer: bool) -> bool:
         """Wait for every confirm; True if they were left to follow an alarm instead.
@@ -248,6 +266,41 @@ class Settler:
                 return self._publisher.labels(names.dead_exchange)
             case _:
                 return self._publisher.labels(names.events_exchange)
+
+
+class RunningEvent:
+    """One attempt's ``running`` event: published at once, when a timer fires, or never.
+
+    A timer handle on the loop, not a task: it costs a heap push and pop, far
+    less than the publish it often saves. It publishes from the loop while the
+    handler runs, so on the channel it always precedes the outcome's publishes.
+    """
+
+    def __init__(self, publish: Callable[[dict[str, str]], asyncio.Future[None]], delay: float):
+        self.started = {"started_at": datetime.now(UTC).isoformat()}
+        self._publish = publish
+        self._confirm: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if delay <= 0:
+            self._fire()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def end(self) -> Confirms:
+        """The attempt is over: no ``running`` from now on; its confirm, if it was published."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return [self._confirm] if self._confirm is not None else []
+
+    def cancel(self) -> None:
+        """The attempt was abandoned (shutdown): nothing of it is awaited any more."""
+        for confirm in self.end():
+            confirm.cancel()
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._confirm = self._publish(self.started)
 
 
 def _dead_details(outcome: DeadLetter) -> dict[str, Any]:

@@ -42,7 +42,10 @@ def event_body(envelope: Envelope, status: Status, worker: str, **details: Any) 
     (redelivered) from a repeated event.
 
     ``details`` are e.g. ``result`` (succeeded), ``error`` and ``next_delay_seconds``
-    (retrying), ``reason`` and ``error`` (dead).
+    (retrying), ``reason`` and ``error`` (dead), and on every event of a run
+    ``started_at``, when the attempt started: a short task publishes no
+    ``running`` event (``running_event_delay_seconds``), so its outcome says it.
+    Events of tasks that never ran (undecodable, cancelled while queued) have none.
     """
     return {
         "task_id": envelope.id,

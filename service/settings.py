@@ -210,6 +210,16 @@ class Settings(BaseSettings):
         "more; for long tasks set it to the concurrency (fair dispatch across processes). "
         "A consumer crash re-runs at most this many.",
     )
+    running_event_delay_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="How long a task runs before its consumer publishes the `running` "
+        "lifecycle event. Tasks that finish sooner publish none: one confirmed, persistent "
+        "publish fewer per task, the largest single cost of short tasks; their outcome event "
+        "still carries `started_at`, so task records keep when they started. The price: "
+        "for this long a running task still shows `queued`. 0 = always publish `running` "
+        "before the handler.",
+    )
     consumer_grace_seconds: float = Field(
         30.0,
         ge=0,

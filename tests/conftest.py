@@ -52,6 +52,7 @@ def make_settings(**overrides: Any) -> Settings:
         "log_format": "text",
         "outbound_allow_private_networks": True,  # webhook and media receivers run here
         "auth_disabled": True,  # tests/test_auth.py turns API keys on
+        "running_event_delay_seconds": 0.0,  # many tests count `running` events as starts
     }
     values.update(overrides)
     return Settings(**values)

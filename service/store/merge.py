@@ -12,7 +12,9 @@ last thing heard:
 * a final status (succeeded, dead, cancelled) absorbs: the first one recorded
   stays, whatever arrives later;
 * the attempt history merges per attempt number: the earliest start, the first
-  end; fields only ever go from unknown to known.
+  end; fields only ever go from unknown to known. A start comes from an event's
+  ``started_at`` (every event of a run has it: short tasks publish no
+  ``running``), or, from older consumers, from a ``running`` event's time.
 
 Merging the same change twice gives the same record, and any order of one
 task's events gives the same record (only two *different* final events of one
@@ -133,16 +135,15 @@ def merge_attempts(history: tuple[AttemptRecord, ...], change: Change) -> tuple[
 
 def _merge_attempt(attempt: AttemptRecord, change: Change) -> AttemptRecord:
     worker = attempt.worker or change.worker
-    if change.status is Status.RUNNING:
-        started = _earliest(attempt.started_at, change.at)
+    started = _earliest(attempt.started_at, _started(change))
+    if change.status is Status.RUNNING or attempt.outcome is not None:
+        # a start only, or a repeated end: the first end of an attempt stands
         if started == attempt.started_at and worker == attempt.worker:
             return attempt
         return replace(attempt, started_at=started, worker=worker)
-    if attempt.outcome is not None:  # the first end of an attempt stands
-        return attempt if attempt.worker == worker else replace(attempt, worker=worker)
     return AttemptRecord(
         number=attempt.number,
-        started_at=attempt.started_at,
+        started_at=started,
         finished_at=change.at,
         outcome=change.status,
         error_type=change.error_type,
@@ -161,6 +162,9 @@ def last_error(history: tuple[AttemptRecord, ...]) -> tuple[str | None, str | No
 
 
 def _started(change: Change) -> datetime | None:
+    """When ``change``'s attempt started, if it says: ``started_at``, else a ``running``'s time."""
+    if change.started_at is not None:
+        return change.started_at
     return change.at if change.status is Status.RUNNING else None
 
 

@@ -46,6 +46,9 @@ class Change(BaseModel):
     error: str | None = None
     reason: str | None = Field(None, max_length=200)
     next_delay_seconds: float | None = None
+    # When the attempt started: on every event of a run (the outcome stands in for a
+    # `running` event that short tasks skip); absent on events of tasks that never ran.
+    started_at: AwareDatetime | None = None
     # Only the gateway knows these; events from consumers leave them empty.
     created_at: AwareDatetime | None = None
     submitter: str | None = Field(None, max_length=200)

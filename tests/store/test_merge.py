@@ -153,3 +153,64 @@ def test_a_dead_task_keeps_its_reason_and_last_error() -> None:
         "permanent",
         "Permanent",
     )
+
+
+def at(ms: int) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+# A life with the short attempt's `running` skipped (it ended within the delay): its
+# outcome carries started_at; the long second attempt published `running` late.
+SKIPPED = [
+    QUEUED,
+    change(Status.RETRYING, 1, 20, started_at=at(10), error_type="E", error="x"),
+    change(Status.RUNNING, 2, 1150, started_at=at(1100)),
+    change(Status.SUCCEEDED, 2, 1300, started_at=at(1100), result=1),
+]
+
+
+def test_without_a_running_event_the_outcome_says_when_the_attempt_started() -> None:
+    record = merge_all(None, [QUEUED, change(Status.SUCCEEDED, 1, 20, started_at=at(10))])
+    assert record is not None and record.status is Status.SUCCEEDED
+    assert record.started_at == at(10) and record.finished_at == at(20)
+    (attempt,) = record.attempts
+    assert (attempt.started_at, attempt.finished_at, attempt.outcome) == (
+        at(10),
+        at(20),
+        Status.SUCCEEDED,
+    )
+
+
+def test_a_late_running_event_keeps_the_attempts_true_start_in_any_order() -> None:
+    for order in itertools.permutations(SKIPPED):
+        record = merge_all(None, order)
+        assert record is not None
+        assert (record.status, record.started_at) == (Status.SUCCEEDED, at(10))
+        assert [(a.number, a.started_at, a.finished_at) for a in record.attempts] == [
+            (1, at(10), at(20)),
+            (2, at(1100), at(1300)),
+        ]
+
+
+def test_the_earliest_start_wins_between_a_running_event_and_an_outcome() -> None:
+    old_running = change(Status.RUNNING, 1, 5)  # from a consumer that sends no started_at
+    for order in itertools.permutations(
+        [old_running, change(Status.SUCCEEDED, 1, 20, started_at=at(10))]
+    ):
+        record = merge_all(None, order)
+        assert record is not None
+        assert record.started_at == at(5) and record.attempts[0].started_at == at(5)
+
+
+def test_a_repeated_end_still_fills_in_a_start_the_first_one_lacked() -> None:
+    record = merge_all(None, [change(Status.SUCCEEDED, 1, 20)])  # from an older consumer
+    assert record is not None and record.attempts[0].started_at is None
+    merged = merge(record, change(Status.SUCCEEDED, 1, 20, started_at=at(10)))
+    assert merged.started_at == at(10) and merged.attempts[0].started_at == at(10)
+    assert merged.attempts[0].finished_at == at(20) and merged.version == record.version + 1
+
+
+def test_an_event_of_a_task_that_never_ran_sets_no_start() -> None:
+    record = merge_all(None, [QUEUED, change(Status.CANCELLED, 1, 10, reason="cancel-requested")])
+    assert record is not None
+    assert record.started_at is None and record.attempts[0].started_at is None
