@@ -80,6 +80,7 @@ class DeliveryProcessor:
         self._running_delay = settings.running_event_delay_seconds
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self._labels = {"queue": queue}
         self._by_type: dict[str, dict[str, str]] = {}
         self._default_backoff = Backoff(
@@ -140,7 +141,9 @@ class DeliveryProcessor:
         try:
             outcome, running = await self._run_in_slot(decoded, bool(delivery.redelivered), span)
         except asyncio.CancelledError:
-            await self._settler.requeue(delivery, "the consumer is stopping")
+            # Cancelled by ``stop`` (grace over), or by aio-pika when the channel closed.
+            why = "the consumer is stopping" if self._stopping else "the delivery was cancelled"
+            await self._settler.requeue(delivery, why)
             raise
         await self._settler.settle(delivery, envelope, outcome, running)
 
@@ -178,6 +181,7 @@ class DeliveryProcessor:
 
     def stop(self) -> None:
         """Give back, unstarted, every delivery still waiting for a handler slot."""
+        self._stopping = True
         for waiting in self._waiting:
             waiting.cancel()  # ``_process`` requeues it: it never ran, no event was sent
 
