@@ -15,12 +15,11 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from aiohttp import web
 
-from service import keys_cli, tasks_cli, topology
+from service import keys_cli, loops, tasks_cli, topology
 from service.amqp import connect
 from service.logs import setup_logging
 from service.settings import Settings
@@ -28,16 +27,6 @@ from service.tasks import CATALOG
 from service.telemetry import shutdown_telemetry
 
 log = logging.getLogger("warren")
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop when it is installed (the ``uvloop`` extra), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
 
 
 async def serve_gateway(settings: Settings) -> None:
@@ -84,7 +73,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
         return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
     try:
-        _run(serve_gateway(settings))
+        loops.run(serve_gateway(settings))
     finally:
         shutdown_telemetry()
     return 0
@@ -95,7 +84,9 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from consumers.runner import run
 
     try:
-        _run(run(Settings(), CATALOG, REGISTRY, args.queue, args.concurrency, args.health_port))
+        loops.run(
+            run(Settings(), CATALOG, REGISTRY, args.queue, args.concurrency, args.health_port)
+        )
     finally:
         shutdown_telemetry()
     return 0
@@ -140,7 +131,7 @@ def cmd_topology(args: argparse.Namespace) -> int:
     elif args.action == "permissions":
         _permissions(args, shape.names)
     else:
-        _run(_apply(settings))
+        loops.run(_apply(settings))
         print(
             f"declared {len(shape.exchanges)} exchanges, {len(shape.queues)} queues, "
             f"{len(shape.bindings)} bindings under {settings.namespace}."

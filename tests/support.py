@@ -7,6 +7,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -14,6 +15,7 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from service.envelope import Envelope, new_task_id
 from service.topology import Names
 
 
@@ -166,3 +168,18 @@ async def postgres_schema() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+def first_attempt(type_: str, payload: dict[str, Any], queue: str = "diag") -> Envelope:
+    """A task as the gateway would publish it (60 s timeout, 5 attempts), for tests that
+    publish straight to a work queue."""
+    return Envelope(
+        id=new_task_id(),
+        type=type_,
+        queue=queue,
+        body=orjson.dumps(payload),
+        attempt=1,
+        max_attempts=5,
+        timeout_seconds=60,
+        created_at=datetime.now(UTC),
+    )

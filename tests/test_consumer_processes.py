@@ -16,20 +16,17 @@ import os
 import signal
 import socket
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from service.envelope import Envelope, new_task_id
 from service.settings import Settings
 from service.topology import Declared, Names
 from tests.conftest import Spawn, StartConsumer
 from tests.processes import Child, free_port, ready, settings_env, until
-from tests.support import Events, drain, message_count
+from tests.support import Events, drain, first_attempt, message_count
 
 pytestmark = pytest.mark.slow
 
@@ -51,16 +48,7 @@ async def publish(
         exchange = await channel.get_exchange(Names(settings.namespace).work_exchange)
         ids: list[str] = []
         for payload in payloads:
-            envelope = Envelope(
-                id=new_task_id(),
-                type=type_,
-                queue=queue,
-                body=orjson.dumps(payload),
-                attempt=1,
-                max_attempts=5,
-                timeout_seconds=60,
-                created_at=datetime.now(UTC),
-            )
+            envelope = first_attempt(type_, payload, queue)
             await exchange.publish(envelope.to_message(), routing_key=queue, mandatory=True)
             ids.append(envelope.id)
         return ids

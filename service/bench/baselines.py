@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -30,6 +30,8 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
+
+from service import loops
 
 
 class MinimalSubmission(BaseModel):
@@ -116,22 +118,7 @@ def sink_app() -> web.Application:
     return app
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
 def _serve(app: web.Application, port: int) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
     web.run_app(
         app,
         host="127.0.0.1",
@@ -139,7 +126,7 @@ def _serve(app: web.Application, port: int) -> None:
         access_log=None,
         print=None,
         handle_signals=True,
-        loop=loop_factory() if loop_factory else None,
+        loop=loops.new_event_loop(),
     )
 
 
@@ -159,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
     if args.what == "consume":
-        _run(consume(args.url, args.queue, args.prefetch))
+        loops.run(consume(args.url, args.queue, args.prefetch))
     elif args.what == "app":
         _serve(minimal_app(args.url, args.exchange, args.routing_key), args.port)
     else:

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from service import loops
 from service.bench.report import percentile
 
 HEADERS = {"Content-Type": "application/json"}
@@ -176,12 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coro = open_loop(args.url, body, args.duration, args.connections, args.rate, args.ids_out)
     else:
         coro = closed_loop(args.url, body, args.duration, args.connections, args.warmup)
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(coro)
-    else:
-        result = uvloop.run(coro)
+    result = loops.run(coro)
     print(json.dumps(result), flush=True)
     return 0
 

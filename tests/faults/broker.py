@@ -160,6 +160,11 @@ class RabbitNode:
 
     def start(self) -> None:
         """Start detached and return once the node runs its applications (about 6 s)."""
+        self.launch()
+        self.wait()
+
+    def launch(self) -> None:
+        """Start detached, without waiting for the node to boot."""
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()  # a stale pid file (after kill -9) would fool `wait`
         subprocess.run(
@@ -171,7 +176,6 @@ class RabbitNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.wait()
 
     def wait(self) -> None:
         self.ctl("wait", str(self.pid_file), "--timeout", str(START_TIMEOUT))
@@ -304,16 +308,6 @@ def start_all(nodes: Iterable[RabbitNode]) -> None:
     """Start several nodes at once (each boot is ~6 s, mostly waiting) and wait for all."""
     nodes = list(nodes)
     for node in nodes:
-        with contextlib.suppress(FileNotFoundError):
-            node.pid_file.unlink()
-        subprocess.run(
-            ["rabbitmq-server", "-detached"],
-            env=node.env(),
-            cwd=node.root,
-            check=True,
-            timeout=CTL_TIMEOUT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        node.launch()
     for node in nodes:
         node.wait()

@@ -12,14 +12,13 @@ import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aio_pika
 import aiohttp
 import orjson
 
 from service import topology
-from service.envelope import Envelope, new_task_id
+from service.envelope import Envelope
 from service.settings import Settings
 from tests.faults.ledger import Answer, Ledger, Told
 
@@ -113,19 +112,6 @@ def _problem_code(body: bytes) -> str | None:
         return None
     code = problem.get("code") if isinstance(problem, dict) else None
     return code if isinstance(code, str) else None
-
-
-def envelope(type_: str, payload: dict[str, object], queue: str = "diag") -> Envelope:
-    return Envelope(
-        id=new_task_id(),
-        type=type_,
-        queue=queue,
-        body=orjson.dumps(payload),
-        attempt=1,
-        max_attempts=5,
-        timeout_seconds=60,
-        created_at=datetime.now(UTC),
-    )
 
 
 async def declare_topology(settings: Settings, queues: tuple[str, ...] = ("diag",)) -> None:

@@ -14,8 +14,9 @@ import random
 import pytest
 
 from tests.faults.conftest import MakeHarness
-from tests.faults.load import declare_topology, envelope, publish_confirmed, scaled
+from tests.faults.load import declare_topology, publish_confirmed, scaled
 from tests.faults.procs import queue_state
+from tests.support import first_attempt
 
 pytestmark = pytest.mark.faults
 
@@ -30,7 +31,7 @@ async def test_consumers_killed_every_two_seconds_lose_nothing_and_duplicate_wit
     h = await harness()
     await declare_topology(h.settings)
     rng = random.Random(6)
-    tasks = [envelope("diag.sleep", {"ms": rng.randint(20, 120)}) for _ in range(scaled(800))]
+    tasks = [first_attempt("diag.sleep", {"ms": rng.randint(20, 120)}) for _ in range(scaled(800))]
     await publish_confirmed(h.settings, h.ledger, tasks)
     await h.start_consumers(CONSUMERS, PREFETCH)
 

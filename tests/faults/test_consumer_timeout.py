@@ -23,7 +23,8 @@ import asyncio
 import pytest
 
 from tests.faults.conftest import MakeHarness
-from tests.faults.load import declare_topology, envelope, publish_confirmed, scaled
+from tests.faults.load import declare_topology, publish_confirmed, scaled
+from tests.support import first_attempt
 
 pytestmark = pytest.mark.faults
 
@@ -38,7 +39,7 @@ async def test_a_handler_past_the_consumer_timeout_is_redelivered_without_a_cras
 ) -> None:
     h = await harness()
     await declare_topology(h.settings)
-    slow = envelope("diag.sleep", {"ms": SLOW_MS})
+    slow = first_attempt("diag.sleep", {"ms": SLOW_MS})
     await publish_confirmed(h.settings, h.ledger, [slow])
     try:
         await asyncio.to_thread(h.node.set_consumer_timeout, LOW_TIMEOUT_MS)
@@ -54,7 +55,7 @@ async def test_a_handler_past_the_consumer_timeout_is_redelivered_without_a_cras
     finally:
         await asyncio.to_thread(h.node.set_consumer_timeout, DEFAULT_TIMEOUT_MS)
     # Other work is served meanwhile and afterwards.
-    others = [envelope("diag.echo", {"message": f"m{i}"}) for i in range(scaled(40))]
+    others = [first_attempt("diag.echo", {"message": f"m{i}"}) for i in range(scaled(40))]
     await publish_confirmed(h.settings, h.ledger, others)
 
     verdict = await h.outcomes(within=40)

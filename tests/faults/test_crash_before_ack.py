@@ -28,8 +28,9 @@ import pytest
 from tests.faults.broker import RabbitNode
 from tests.faults.harness import open_harness, run_once
 from tests.faults.ledger import Ledger, Verdict
-from tests.faults.load import declare_topology, envelope, publish_confirmed, scaled
+from tests.faults.load import declare_topology, publish_confirmed, scaled
 from tests.faults.procs import Proc, Spawner, until
+from tests.support import first_attempt
 
 pytestmark = pytest.mark.faults
 
@@ -51,7 +52,7 @@ async def crash_scenario(node: RabbitNode, spawner: Spawner) -> CrashRun:
     h = await open_harness(node, spawner, "crash-after-side-effect-before-ack")
     await declare_topology(h.settings)
     messages = [f"{'crash' if i % CRASH_EVERY == 3 else 'calm'}-{i}" for i in range(scaled(TASKS))]
-    tasks = [envelope("diag.echo", {"message": m}) for m in messages]
+    tasks = [first_attempt("diag.echo", {"message": m}) for m in messages]
     crash_tasks = {t.id for t, m in zip(tasks, messages, strict=True) if m.startswith("crash")}
     await publish_confirmed(h.settings, h.ledger, tasks)
     side_file = spawner.log_dir / "side-effects.jsonl"
