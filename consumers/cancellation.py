@@ -41,10 +41,10 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from service.amqp import Publisher
-from service.errors import PublishError
-from service.store.control import parse_control, sync_message
-from service.topology import Topology, declare_queue
+from warren.service.amqp import Publisher
+from warren.service.errors import PublishError
+from warren.service.store.control import parse_control, sync_message
+from warren.service.topology import Topology, declare_queue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from consumers import outbound
-from service.settings import Settings
+from warren.consumers import outbound
+from warren.service.settings import Settings
 
 
 @dataclass
@@ -15,7 +15,7 @@ class Resources:
     """Process-wide resources handlers share; created lazily, closed when the consumer stops.
 
     ``allow_private``: whether handlers' HTTP may reach non-public addresses
-    (``consumers.outbound``; off in production, on for receivers on this machine).
+    (``warren.consumers.outbound``; off in production, on for receivers on this machine).
     """
 
     allow_private: bool = False
@@ -30,7 +30,7 @@ class Resources:
         return self._http
 
     async def check_destination(self, url: str) -> None:
-        """``Permanent`` for a URL a handler must not reach (see ``consumers.outbound``)."""
+        """``Permanent`` for a URL a handler must not reach (see ``warren.consumers.outbound``)."""
         if not self.allow_private:
             await outbound.check_destination(url)
 

@@ -3,7 +3,7 @@
 Everything about one delivery happens inside its ``process <queue>`` span and
 with its task ids bound to the log context, so traces and log lines of an
 attempt carry the same ids. How the outcome reaches the broker is
-``consumers.settle``'s business.
+``warren.consumers.settle``'s business.
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
-from consumers.cancellation import Cancellations, TaskCancelled
-from consumers.context import Resources, TaskContext
-from consumers.outcome import Cancelled, Outcome, Succeeded, decide
-from consumers.registry import Handler
-from consumers.settle import RunningEvent, Settler
-from consumers.spans import messaging_attributes
-from service.contracts import Backoff
-from service.envelope import H_ATTEMPT, Envelope
-from service.errors import DecodeError
-from service.logs import bound_task
-from service.metrics import HANDLER_DURATION, REDELIVERIES
-from service.settings import Settings
-from service.telemetry import extract, tracer
+from warren.consumers.cancellation import Cancellations, TaskCancelled
+from warren.consumers.context import Resources, TaskContext
+from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
+from warren.consumers.registry import Handler
+from warren.consumers.settle import RunningEvent, Settler
+from warren.consumers.spans import messaging_attributes
+from warren.service.contracts import Backoff
+from warren.service.envelope import H_ATTEMPT, Envelope
+from warren.service.errors import DecodeError
+from warren.service.logs import bound_task
+from warren.service.metrics import HANDLER_DURATION, REDELIVERIES
+from warren.service.settings import Settings
+from warren.service.telemetry import extract, tracer
 
 log = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 65_536

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from service.telemetry import prometheus_text
+from warren.service.telemetry import prometheus_text
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from service.errors import Permanent
+from warren.service.errors import Permanent
 
 
 class ForbiddenDestination(OSError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.contracts import Backoff, nearest_tier
-from service.envelope import Envelope
-from service.errors import Permanent, Retry
+from warren.service.contracts import Backoff, nearest_tier
+from warren.service.envelope import Envelope
+from warren.service.errors import Permanent, Retry
 
 
 @dataclass(frozen=True)

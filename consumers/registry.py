@@ -13,10 +13,10 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from consumers.context import TaskContext
-from service.contracts import Catalog, TaskContract
-from service.errors import ConfigurationError
-from service.settings import Settings
+from warren.consumers.context import TaskContext
+from warren.service.contracts import Catalog, TaskContract
+from warren.service.errors import ConfigurationError
+from warren.service.settings import Settings
 
 P = TypeVar("P", bound=BaseModel)
 HandlerFn = Callable[[P, TaskContext], Any] | Callable[[P, TaskContext], Awaitable[Any]]

@@ -25,20 +25,20 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from consumers.acks import Acks
-from consumers.cancellation import Cancellations
-from consumers.context import Resources
-from consumers.delivery import DeliveryProcessor
-from consumers.health import HealthServer
-from consumers.registry import Registry, check_timeouts
-from consumers.settle import Settler
-from consumers.threads import HandlerThreads
-from service import topology
-from service.amqp import Publisher, connect
-from service.contracts import Catalog
-from service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
-from service.settings import Settings
-from service.telemetry import setup_telemetry
+from warren.consumers.acks import Acks
+from warren.consumers.cancellation import Cancellations
+from warren.consumers.context import Resources
+from warren.consumers.delivery import DeliveryProcessor
+from warren.consumers.health import HealthServer
+from warren.consumers.registry import Registry, check_timeouts
+from warren.consumers.settle import Settler
+from warren.consumers.threads import HandlerThreads
+from warren.service import topology
+from warren.service.amqp import Publisher, connect
+from warren.service.contracts import Catalog
+from warren.service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
+from warren.service.settings import Settings
+from warren.service.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 BROKER_CALL_TIMEOUT = 5.0  # bounds each shutdown step that talks to the broker

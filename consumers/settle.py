@@ -36,15 +36,15 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 
-from consumers.acks import ACK_ERRORS, Acks
-from consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
-from consumers.spans import messaging_attributes
-from service.amqp import Publisher
-from service.envelope import Envelope, dead_letter_message
-from service.errors import PublishError
-from service.events import Status, event_body
-from service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
-from service.telemetry import inject, tracer
+from warren.consumers.acks import ACK_ERRORS, Acks
+from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
+from warren.consumers.spans import messaging_attributes
+from warren.service.amqp import Publisher
+from warren.service.envelope import Envelope, dead_letter_message
+from warren.service.errors import PublishError
+from warren.service.events import Status, event_body
+from warren.service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
+from warren.service.telemetry import inject, tracer
 
 log = logging.getLogger(__name__)
 OUTCOME_LABEL = {

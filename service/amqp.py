@@ -27,12 +27,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from service.envelope import Envelope
-from service.errors import PublishError, QueueFull
-from service.events import event_message
-from service.metrics import PUBLISH_CONFIRM
-from service.settings import Settings
-from service.topology import Declared, Names, Topology, declare
+from warren.service.envelope import Envelope
+from warren.service.errors import PublishError, QueueFull
+from warren.service.events import event_message
+from warren.service.metrics import PUBLISH_CONFIRM
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names, Topology, declare
 
 log = logging.getLogger(__name__)
 

@@ -19,19 +19,19 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from service import keys_cli, loops, tasks_cli, topology
-from service.amqp import connect
-from service.logs import setup_logging
-from service.settings import Settings
-from service.tasks import CATALOG
-from service.telemetry import shutdown_telemetry
+from warren.service import keys_cli, loops, tasks_cli, topology
+from warren.service.amqp import connect
+from warren.service.logs import setup_logging
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
+from warren.service.telemetry import shutdown_telemetry
 
 log = logging.getLogger("warren")
 
 
 async def serve_gateway(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT; a signal during start-up (connecting) stops at once."""
-    from service.http.app import create_app
+    from warren.service.http.app import create_app
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,7 +58,7 @@ async def serve_gateway(settings: Settings) -> None:
 
 async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
     await runner.setup()
-    # Several workers bind the one port; the kernel spreads connections (service.http.workers).
+    # Several workers bind the one port; the kernel spreads connections (http.workers).
     reuse_port = settings.http_workers > 1 or None
     site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port)
     await site.start()
@@ -69,7 +69,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v}
     settings = Settings(**overrides)
     if settings.http_workers > 1 and args.worker is None:
-        from service.http.workers import supervise
+        from warren.service.http.workers import supervise
 
         return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
     try:
@@ -80,8 +80,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from consumers.handlers import REGISTRY
-    from consumers.runner import run
+    from warren.consumers.handlers import REGISTRY
+    from warren.consumers.runner import run
 
     try:
         loops.run(
@@ -93,7 +93,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from service.dev import run_dev
+    from warren.service.dev import run_dev
 
     return run_dev(args.port)
 
@@ -159,8 +159,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Benchmarks live in ``service.bench``, imported only when asked for."""
-    from service.bench import main as bench_main
+    """Benchmarks live in ``warren.service.bench``, imported only when asked for."""
+    from warren.service.bench import main as bench_main
 
     return bench_main(args.bench_args)
 

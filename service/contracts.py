@@ -2,7 +2,7 @@
 
 Contracts are plain values importable without any handler code, so the
 gateway can validate submissions for queues whose handlers it never loads.
-Handlers attach to a contract by name in ``consumers.registry``.
+Handlers attach to a contract by name in ``warren.consumers.registry``.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from service.http.auth import DEV_KEY, DEV_TOKEN
-from service.keys_cli import entry
-from service.settings import Settings
-from service.tasks import CATALOG
+from warren.service.http.auth import DEV_KEY, DEV_TOKEN
+from warren.service.keys_cli import entry
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 log = logging.getLogger("warren.dev")
 
@@ -32,7 +32,7 @@ def run_dev(port: int | None) -> int:
     """
     settings = Settings()
     _use_dev_key(settings)
-    me = [sys.executable, "-m", "service.cli"]
+    me = [sys.executable, "-m", "warren"]
     commands = [[*me, "gateway", *(["--port", str(port)] if port else [])]]
     # One machine, several consumers: each gets its own health port, counting up.
     commands += [

@@ -28,7 +28,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from service.errors import DecodeError
+from warren.service.errors import DecodeError
 
 VERSION = 1
 CONTENT_TYPE = "application/json"

@@ -17,7 +17,7 @@ import aio_pika
 import orjson
 from aiormq import spec
 
-from service.envelope import CONTENT_TYPE, Envelope
+from warren.service.envelope import CONTENT_TYPE, Envelope
 
 
 class Status(StrEnum):

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from service.http.auth import SCOPES, ApiKey, hash_token, new_token
-from service.tasks import CATALOG
+from warren.service.http.auth import SCOPES, ApiKey, hash_token, new_token
+from warren.service.tasks import CATALOG
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

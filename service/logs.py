@@ -20,7 +20,7 @@ import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 
-from service.settings import Settings
+from warren.service.settings import Settings
 
 _task_fields: ContextVar[dict[str, Any] | None] = ContextVar("warren_task_fields", default=None)
 

@@ -36,11 +36,11 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from service import topology
-from service.settings import Settings
-from service.store import Change, TaskRecord, TaskStore
-from service.store.db import StoreUnavailable
-from service.store.merge import merge_all
+from warren.service import topology
+from warren.service.settings import Settings
+from warren.service.store import Change, TaskRecord, TaskStore
+from warren.service.store.db import StoreUnavailable
+from warren.service.store.merge import merge_all
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 3600.0

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from service.contracts import Backoff, Catalog, TaskContract
+from warren.service.contracts import Backoff, Catalog, TaskContract
 
 
 class Payload(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import aiohttp
 import orjson
 
-from service.events import Status
+from warren.service.events import Status
 
 Record = dict[str, Any]
 
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from service.settings import Settings
+    from warren.service.settings import Settings
 
     settings = Settings()
     base = args.url or f"http://{settings.http_host}:{settings.http_port}"

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from service.envelope import clean_traceparent, clean_tracestate
-from service.settings import Settings
+from warren.service.envelope import clean_traceparent, clean_tracestate
+from warren.service.settings import Settings
 
 _propagator = TraceContextTextMapPropagator()
 _tracer_provider: TracerProvider | None = None
@@ -72,7 +72,7 @@ def setup_telemetry(settings: Settings, component: str) -> None:
 def _instrument_aiohttp() -> None:
     """CLIENT spans and an outgoing ``traceparent`` for every aiohttp client session (webhooks
     carry the task's trace to their receiver). Server spans are Warren's own
-    (``service.http.tracing``): the contrib server middleware cost ~30 % of a request."""
+    (``warren.service.http.tracing``): the contrib server middleware cost ~30 % of a request."""
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
     AioHttpClientInstrumentor().instrument()

@@ -28,8 +28,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity
 
-from service.errors import ConfigurationError
-from service.settings import Settings
+from warren.service.errors import ConfigurationError
+from warren.service.settings import Settings
 
 ExchangeKind = Literal["direct", "topic", "fanout"]
 

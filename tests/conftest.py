@@ -17,16 +17,16 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
 
-from consumers.handlers import REGISTRY
-from consumers.registry import Registry
-from consumers.runner import Consumer
-from service import topology
-from service.contracts import Catalog
-from service.http.app import create_app
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.processes import Child, settings_env
 from tests.support import Events, capture_events
+from warren.consumers.handlers import REGISTRY
+from warren.consumers.registry import Registry
+from warren.consumers.runner import Consumer
+from warren.service import topology
+from warren.service.contracts import Catalog
+from warren.service.http.app import create_app
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 BROKER_URL = os.environ.get("WARREN_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 FAST_TIERS = (0.2, 0.5, 1.0)

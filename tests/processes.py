@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from service.bench.procs import REPO, Proc, free_port
-from service.settings import Settings
+from warren.service.bench.procs import REPO, Proc, free_port
+from warren.service.settings import Settings
 
 __all__ = ["REPO", "Child", "free_port", "ready", "settings_env", "until"]
 
@@ -25,11 +25,11 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
 
 
 class Child(Proc):
-    """A ``python -m service.cli ...`` process, its own session, its output in a file."""
+    """A ``python -m warren ...`` process, its own session, its output in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         # O_APPEND (the log is opened "ab"): `dev` and its children share it.
-        super().__init__([sys.executable, "-m", "service.cli", *args], log_path, env, pipe=False)
+        super().__init__([sys.executable, "-m", "warren", *args], log_path, env, pipe=False)
 
     @property
     def worker(self) -> str:

@@ -15,8 +15,8 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from service.envelope import Envelope, new_task_id
-from service.topology import Names
+from warren.service.envelope import Envelope, new_task_id
+from warren.service.topology import Names
 
 
 class Events:

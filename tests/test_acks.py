@@ -10,7 +10,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from consumers.acks import Acks
+from warren.consumers.acks import Acks
 
 
 @pytest.fixture

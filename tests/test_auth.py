@@ -14,16 +14,16 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.cli import parser
-from service.errors import ConfigurationError
-from service.http.app import create_app
-from service.http.auth import DEV_KEY, DEV_TOKEN, ApiKey, hash_token, new_token
-from service.keys_cli import entry
-from service.settings import Settings
-from service.tasks_cli import run
 from tests.conftest import make_settings
 from tests.processes import REPO
 from tests.support import message_count
+from warren.service.cli import parser
+from warren.service.errors import ConfigurationError
+from warren.service.http.app import create_app
+from warren.service.http.auth import DEV_KEY, DEV_TOKEN, ApiKey, hash_token, new_token
+from warren.service.keys_cli import entry
+from warren.service.settings import Settings
+from warren.service.tasks_cli import run
 
 Client = TestClient[Any, Any]
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}
@@ -254,9 +254,9 @@ def test_settings_and_child_environments_hold_hashes_never_tokens(settings: Sett
 async def test_with_authentication_off_the_gateway_warns_and_trusts_x_warren_client(
     settings: Settings, channel: AbstractChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, "service.http.auth"):
+    with caplog.at_level(logging.WARNING, "warren.service.http.auth"):
         app = create_app(settings)  # tests' settings: WARREN_AUTH_DISABLED=true
-    [warning] = [r for r in caplog.records if r.name == "service.http.auth"]
+    [warning] = [r for r in caplog.records if r.name == "warren.service.http.auth"]
     assert warning.levelno == logging.WARNING and "authentication is disabled" in warning.message
     async with TestClient(TestServer(app)) as gateway:
         response = await gateway.post("/v1/tasks", json=ECHO, headers={"X-Warren-Client": "shop"})
@@ -269,7 +269,7 @@ async def test_warren_keys_new_prints_a_token_that_its_entry_accepts(
     settings: Settings, channel: AbstractChannel
 ) -> None:
     made = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "keys", "new", "--id", "crm",
+        sys.executable, "-m", "warren", "keys", "new", "--id", "crm",
         "--scopes", "submit,read", "--types", "diag.echo", "--rate", "5",
         cwd=REPO, env=settings.child_environment(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

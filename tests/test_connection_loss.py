@@ -14,12 +14,12 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.http.app import create_app
-from service.settings import Settings
-from service.topology import Declared, Names
 from tests.conftest import StartConsumer
 from tests.support import Events, TcpProxy, message_count, queue_counts
 from tests.test_envelope import sample_envelope
+from warren.service.http.app import create_app
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names
 
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}
 

@@ -22,11 +22,11 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from service.settings import Settings
-from service.topology import Declared, Names
 from tests.conftest import Spawn, StartConsumer
 from tests.processes import Child, free_port, ready, settings_env, until
 from tests.support import Events, drain, first_attempt, message_count
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names
 
 pytestmark = pytest.mark.slow
 

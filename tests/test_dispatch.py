@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from service.settings import Settings
-from service.topology import Declared, Names
 from tests.conftest import StartConsumer
 from tests.support import Events
 from tests.test_envelope import sample_envelope
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names
 
 
 async def publish_sleeps(declared: Declared, settings: Settings, count: int, ms: int) -> list[str]:

@@ -9,7 +9,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from service.envelope import (
+from warren.service.envelope import (
     H_ATTEMPT,
     H_TRACEPARENT,
     H_VERSION,
@@ -18,7 +18,7 @@ from service.envelope import (
     bounded,
     new_task_id,
 )
-from service.errors import DecodeError
+from warren.service.errors import DecodeError
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from consumers.context import Resources
-from consumers.delivery import DeliveryProcessor
-from consumers.handlers import REGISTRY
-from service.contracts import QUEUE_NAME, TASK_NAME
-from service.envelope import (
+from tests.conftest import make_settings
+from warren.consumers.context import Resources
+from warren.consumers.delivery import DeliveryProcessor
+from warren.consumers.handlers import REGISTRY
+from warren.service.contracts import QUEUE_NAME, TASK_NAME
+from warren.service.envelope import (
     CONTENT_TYPE,
     H_ATTEMPT,
     H_CREATED_AT,
@@ -50,9 +51,8 @@ from service.envelope import (
     TRACEPARENT,
     Envelope,
 )
-from service.errors import DecodeError
-from service.tasks import CATALOG
-from tests.conftest import make_settings
+from warren.service.errors import DecodeError
+from warren.service.tasks import CATALOG
 
 PROPERTIES = settings(
     max_examples=200,

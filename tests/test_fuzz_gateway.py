@@ -39,12 +39,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service import topology
-from service.http.app import create_app
-from service.http.auth import OPEN_PATHS, hash_token
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.conftest import make_settings
+from warren.service import topology
+from warren.service.http.app import create_app
+from warren.service.http.auth import OPEN_PATHS, hash_token
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 pytestmark = pytest.mark.timeout(180)
 

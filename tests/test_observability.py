@@ -20,12 +20,12 @@ from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.runner import Consumer
-from service.settings import Settings
 from tests.conftest import Spawn, StartConsumer
 from tests.otlp import OtlpReceiver, Span
 from tests.processes import Child, free_port, ready
 from tests.support import Events
+from warren.consumers.runner import Consumer
+from warren.service.settings import Settings
 
 SERVER, PRODUCER, CONSUMER = 2, 4, 5
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -229,8 +229,8 @@ async def test_metrics_move_by_exactly_what_happened(
 async def test_consumer_serves_health_readiness_and_queue_depths(
     settings: Settings, channel: AbstractChannel
 ) -> None:
-    from consumers.handlers import REGISTRY
-    from service.tasks import CATALOG
+    from warren.consumers.handlers import REGISTRY
+    from warren.service.tasks import CATALOG
 
     port = free_port()
     consumer = Consumer(settings, CATALOG, REGISTRY, "diag", concurrency=2, health_port=port)
@@ -269,7 +269,7 @@ async def test_a_task_record_links_to_its_trace_in_jaeger(
 ) -> None:
     from aiohttp.test_utils import TestServer
 
-    from service.http.app import create_app
+    from warren.service.http.app import create_app
 
     linked = settings.model_copy(update={"jaeger_ui_url": "http://jaeger.example:16686/"})
     async with TestClient(TestServer(create_app(linked))) as gateway:

@@ -16,11 +16,11 @@ from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
-from service.http.app import create_app
-from service.http.auth import hash_token, new_token
-from service.http.openapi import openapi_document
-from service.tasks import CATALOG
 from tests.conftest import make_settings
+from warren.service.http.app import create_app
+from warren.service.http.auth import hash_token, new_token
+from warren.service.http.openapi import openapi_document
+from warren.service.tasks import CATALOG
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}

@@ -11,7 +11,10 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from service.envelope import (
+from tests.conftest import StartConsumer
+from tests.support import Events, drain, message_count
+from tests.test_envelope import sample_envelope
+from warren.service.envelope import (
     H_CREATED_AT,
     H_DEAD_ATTEMPTS,
     H_DEAD_QUEUE,
@@ -20,11 +23,8 @@ from service.envelope import (
     H_TYPE,
     H_VERSION,
 )
-from service.settings import Settings
-from service.topology import Declared, Names
-from tests.conftest import StartConsumer
-from tests.support import Events, drain, message_count
-from tests.test_envelope import sample_envelope
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names
 
 
 def envelope_message(**changes: Any) -> aio_pika.Message:

@@ -12,12 +12,12 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.http.app import create_app
-from service.http.ratelimit import MAX_BUCKETS, Rate, RateLimiter
-from service.settings import Settings
 from tests.conftest import make_settings
 from tests.support import message_count
 from tests.test_auth import ECHO, bearer, key_entry
+from warren.service.http.app import create_app
+from warren.service.http.ratelimit import MAX_BUCKETS, Rate, RateLimiter
+from warren.service.settings import Settings
 
 Client = TestClient[Any, Any]
 

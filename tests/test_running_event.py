@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from service.settings import Settings
 from tests.conftest import StartConsumer
 from tests.store.support import Client, get_task, status_becomes, submit
 from tests.support import Events
+from warren.service.settings import Settings
 
 DEFAULT_DELAY: float = Settings.model_fields["running_event_delay_seconds"].default
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}

@@ -10,17 +10,17 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel
 
-from consumers.handlers import REGISTRY
-from consumers.registry import Registry, handles
-from consumers.runner import Consumer
-from service import topology
-from service.cli import main, settings_markdown
-from service.contracts import TaskContract
-from service.errors import ConfigurationError
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.conftest import make_settings
 from tests.support import queue_counts
+from warren.consumers.handlers import REGISTRY
+from warren.consumers.registry import Registry, handles
+from warren.consumers.runner import Consumer
+from warren.service import topology
+from warren.service.cli import main, settings_markdown
+from warren.service.contracts import TaskContract
+from warren.service.errors import ConfigurationError
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -15,11 +15,11 @@ import sys
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from service import topology
-from service.errors import ConfigurationError
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.processes import REPO
+from warren.service import topology
+from warren.service.errors import ConfigurationError
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 NS = topology.Names("shop-1")
 
@@ -64,7 +64,16 @@ def test_deploy_may_do_anything_inside_the_namespace_only() -> None:
 def test_the_cli_prints_a_definitions_fragment() -> None:
     args = ["--role", "consumer", "--queue", "diag", "--user", "w-diag", "--vhost", "prod"]
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli", "topology", "permissions", *args, "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "warren",
+            "topology",
+            "permissions",
+            *args,
+            "--format",
+            "json",
+        ],
         cwd=REPO,
         env={"WARREN_NAMESPACE": NS.namespace, "PATH": "/usr/bin:/bin"},
         capture_output=True,

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.bench.broker import BenchBroker
-from service.bench.common import wait_consumers, wait_until
-from service.bench.procs import Proc
-from service.bench.report import Progress, Report, Row, Target, environment, ratio
-from service.settings import Settings
+from warren.service.bench.broker import BenchBroker
+from warren.service.bench.common import wait_consumers, wait_until
+from warren.service.bench.procs import Proc
+from warren.service.bench.report import Progress, Report, Row, Target, environment, ratio
+from warren.service.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 PEER_BIN = HERE / ".venv" / "bin"
@@ -132,7 +132,17 @@ async def peer_once(
 
 def warren_once(n: int, processes: int, concurrency: int) -> dict[str, float]:
     """Warren and the raw aio-pika ceiling, by ``warren bench consumer`` (its own namespace)."""
-    argv = [sys.executable, "-m", "service.cli", "bench", "consumer", "-n", str(n), "-r", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "warren",
+        "bench",
+        "consumer",
+        "-n",
+        str(n),
+        "-r",
+        "1",
+    ]
     argv += ["-p", str(processes), "-c", str(concurrency), "--variants", "raw,warren"]
     done = subprocess.run(
         [*argv, "--json", "--quiet"], capture_output=True, text=True, timeout=900, check=False

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumers.handlers import diag, email, media, webhook
-from consumers.registry import Registry
+from warren.consumers.handlers import diag, email, media, webhook
+from warren.consumers.registry import Registry
 
 REGISTRY = Registry(
     (diag.echo, diag.sleep, diag.flaky, diag.fail, email.send, webhook.deliver, media.thumbnail)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from consumers.context import TaskContext
-from consumers.registry import handles
-from service.errors import Permanent
-from service.tasks import (
+from warren.consumers.context import TaskContext
+from warren.consumers.registry import handles
+from warren.service.errors import Permanent
+from warren.service.tasks import (
     EchoPayload,
     FailPayload,
     FlakyPayload,

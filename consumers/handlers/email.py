@@ -19,10 +19,10 @@ import smtplib
 from email.message import EmailMessage
 from typing import Any
 
-from consumers.context import TaskContext
-from consumers.registry import handles
-from service.errors import Permanent
-from service.tasks import EmailPayload, email_send
+from warren.consumers.context import TaskContext
+from warren.consumers.registry import handles
+from warren.service.errors import Permanent
+from warren.service.tasks import EmailPayload, email_send
 
 PERMANENT_REPLY = 500  # SMTP reply codes 5yz: "permanent negative completion"
 

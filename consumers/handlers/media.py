@@ -27,10 +27,10 @@ from typing import Any
 import aiohttp
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from consumers.context import TaskContext
-from consumers.registry import handles
-from service.errors import Permanent
-from service.tasks import ThumbnailPayload, media_thumbnail
+from warren.consumers.context import TaskContext
+from warren.consumers.registry import handles
+from warren.service.errors import Permanent
+from warren.service.tasks import ThumbnailPayload, media_thumbnail
 
 THUMBNAIL_DIR = "thumbnails"
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}

@@ -25,10 +25,10 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import orjson
 
-from consumers.context import TaskContext
-from consumers.registry import handles
-from service.errors import Permanent, Retry
-from service.tasks import WebhookPayload, webhook_deliver
+from warren.consumers.context import TaskContext
+from warren.consumers.registry import handles
+from warren.service.errors import Permanent, Retry
+from warren.service.tasks import WebhookPayload, webhook_deliver
 
 SIGNATURE_PREFIX = "sha256="
 MAX_RESPONSE_BYTES = 64 * 1024  # read (and drop) at most this much of an answer

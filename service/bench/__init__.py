@@ -21,13 +21,13 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 
-from service.bench.report import Report
+from warren.service.bench.report import Report
 
 MODES = ("consumer", "gateway", "e2e")
 
 
 def parser() -> argparse.ArgumentParser:
-    from service.bench import consumer, e2e, gateway
+    from warren.service.bench import consumer, e2e, gateway
 
     p = argparse.ArgumentParser(prog="warren bench", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="mode", required=True)
@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run_mode(args: argparse.Namespace) -> Report:
-    from service.bench import consumer, e2e, gateway
+    from warren.service.bench import consumer, e2e, gateway
 
     modules = {"consumer": consumer, "gateway": gateway, "e2e": e2e}
     report: Report = await modules[args.mode].run(args)

@@ -1,7 +1,7 @@
-"""``python -m service.bench MODE ...``: the same as ``warren bench MODE ...``."""
+"""``python -m warren.service.bench MODE ...``: the same as ``warren bench MODE ...``."""
 
 import sys
 
-from service.bench import main
+from warren.service.bench import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@
 * ``sink``: an OTLP/HTTP receiver that accepts and drops spans, so tracing with
   export can be measured without a collector.
 
-``python -m service.bench.baselines consume|app|sink ...``. Both the app and
+``python -m warren.service.bench.baselines consume|app|sink ...``. Both the app and
 the consumer run on uvloop when it is installed, as Warren's processes do.
 """
 
@@ -31,7 +31,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
-from service import loops
+from warren.service import loops
 
 
 class MinimalSubmission(BaseModel):
@@ -131,7 +131,7 @@ def _serve(app: web.Application, port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.bench.baselines")
+    p = argparse.ArgumentParser(prog="python -m warren.service.bench.baselines")
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("consume")
     c.add_argument("--url", required=True)

@@ -18,10 +18,10 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from service import topology
-from service.envelope import Envelope, new_task_id
-from service.settings import Settings
-from service.tasks import CATALOG
+from warren.service import topology
+from warren.service.envelope import Envelope, new_task_id
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 PUBLISH_WINDOW = 500  # confirms in flight while pre-filling (pipelined, never one at a time)
 ECHO_BODY = b'{"message":"bench"}'

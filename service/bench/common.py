@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service import topology
-from service.bench.broker import BenchBroker, bench_namespace
-from service.bench.procs import Proc
-from service.bench.report import Report, environment
-from service.settings import Settings
+from warren.service import topology
+from warren.service.bench.broker import BenchBroker, bench_namespace
+from warren.service.bench.procs import Proc
+from warren.service.bench.report import Report, environment
+from warren.service.settings import Settings
 
 POLL_SECONDS = 0.02  # 20 ms: under 1 % of a multi-second drain, and a light load
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import aiohttp
 
-from service.bench.broker import echo_envelope
-from service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
-from service.bench.procs import Proc, free_port, stop_all, wait_http, warren_env
-from service.bench.report import Progress, Report, Row, Target, ratio
+from warren.service.bench.broker import echo_envelope
+from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from warren.service.bench.procs import Proc, free_port, stop_all, wait_http, warren_env
+from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
 VARIANTS = ("raw", "warren", "warren-notrace", "warren-otlp", "warren-recorder")
 QUEUE = "diag"
@@ -106,7 +106,9 @@ async def _counting_queue(run_: BenchRun) -> str:
 async def _start_sink(run_: BenchRun) -> str:
     port = free_port()
     sink = run_.start(
-        Proc.module("service.bench.baselines", ["sink", "--port", str(port)], run_.log("sink"))
+        Proc.module(
+            "warren.service.bench.baselines", ["sink", "--port", str(port)], run_.log("sink")
+        )
     )
     await wait_http(f"http://127.0.0.1:{port}/readyz", [sink])
     return f"http://127.0.0.1:{port}"
@@ -126,7 +128,7 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
     procs = [
         run_.start(
             Proc.module(
-                "service.bench.baselines",
+                "warren.service.bench.baselines",
                 [*args, "--prefetch", str(run_.settings.prefetch_for(spec.concurrency))],
                 run_.log(f"raw-{i}"),
             )

@@ -20,10 +20,10 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
-from service.bench.gateway import BODY, LoadSpec, drive, load_spec
-from service.bench.procs import Proc, free_port, wait_http, warren_env
-from service.bench.report import Progress, Report, Row, Target, percentile
+from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
+from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
+from warren.service.bench.report import Progress, Report, Row, Target, percentile
 
 QUEUE = "diag"
 
@@ -137,7 +137,7 @@ async def _paced(
     ids = run_.tmp / f"ids-{n}.txt"
     argv = ["--url", f"{base}/v1/tasks", "--body", BODY.decode(), "--duration", str(args.duration)]
     argv += ["--connections", str(args.connections * 4), "--rate", str(rate), "--ids-out", str(ids)]
-    proc = Proc.module("service.bench.load", argv, run_.log(f"paced-{n}"))
+    proc = Proc.module("warren.service.bench.load", argv, run_.log(f"paced-{n}"))
     http = await proc.report_async(timeout=args.duration + 120)
     due = _read_ids(ids)
 

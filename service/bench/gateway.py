@@ -4,7 +4,7 @@ Variants (all started at once, then measured in turn, repeat by repeat):
 
 * ``baseline`` — the minimal aiohttp + aio-pika app: validate with pydantic,
   publish persistent + mandatory with an awaited confirm on one shared
-  channel, answer 202 (``service.bench.baselines``).
+  channel, answer 202 (``warren.service.bench.baselines``).
 * ``warren`` — ``warren gateway`` as deployed (tracing sampled at 100 %,
   not exported; every submission also recorded in the task store).
 * ``warren-notrace`` — sampled at 0 %; ``warren-otlp`` — at 100 %, exported
@@ -15,7 +15,7 @@ Variants (all started at once, then measured in turn, repeat by repeat):
   the store's effect from the workers'.
 
 Load comes from wrk (one thread) when installed, else from an aiohttp client
-process (``service.bench.load``); the same generator drives every variant.
+process (``warren.service.bench.load``); the same generator drives every variant.
 Messages pile up in queues nobody consumes; they are purged between runs.
 """
 
@@ -28,10 +28,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from service.bench import load
-from service.bench.common import BenchRun, bench_run
-from service.bench.procs import Proc, free_port, wait_http, warren_env
-from service.bench.report import Progress, Report, Row, Target, ratio
+from warren.service.bench import load
+from warren.service.bench.common import BenchRun, bench_run
+from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
+from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
 VARIANTS = ("baseline", "warren", "warren-notrace", "warren-otlp", "warren-pg", "warren-2w")
 POSTGRES_VARIANTS = {"warren-pg": 1, "warren-2w": 2}  # variant: gateway worker processes
@@ -79,7 +79,7 @@ async def drive(run_: BenchRun, url: str, spec: LoadSpec, label: str) -> dict[st
         )
     args = ["--url", url, "--body", BODY.decode(), "--duration", str(spec.duration)]
     args += ["--connections", str(spec.connections), "--warmup", str(spec.warmup)]
-    proc = Proc.module("service.bench.load", args, run_.log(f"load-{label}"))
+    proc = Proc.module("warren.service.bench.load", args, run_.log(f"load-{label}"))
     return await proc.report_async(timeout=spec.duration + spec.warmup + 60)
 
 
@@ -145,7 +145,7 @@ async def _start_targets(
     if "warren-otlp" in variants:
         port = free_port()
         args = ["sink", "--port", str(port)]
-        sink = run_.start(Proc.module("service.bench.baselines", args, run_.log("sink")))
+        sink = run_.start(Proc.module("warren.service.bench.baselines", args, run_.log("sink")))
         await wait_http(f"http://127.0.0.1:{port}/readyz", [sink])
         sink_url = f"http://127.0.0.1:{port}"
     for variant in variants:
@@ -177,7 +177,7 @@ async def _start_baseline(run_: BenchRun, port: int) -> Proc:
     run_.extra_queues.append(queue)
     args = ["app", "--url", run_.settings.broker_url, "--port", str(port)]
     args += ["--exchange", names.work_exchange, "--routing-key", BASELINE_KEY]
-    return run_.start(Proc.module("service.bench.baselines", args, run_.log("baseline")))
+    return run_.start(Proc.module("warren.service.bench.baselines", args, run_.log("baseline")))
 
 
 def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None:

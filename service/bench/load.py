@@ -6,7 +6,7 @@ fixed schedule and times each request from when it was *due*, so a stalled
 server shows up as latency instead of silently lowering the rate
 (no coordinated omission). Every mode prints one JSON object.
 
-``python -m service.bench.load --url URL --body JSON --duration 5 --connections 32``
+``python -m warren.service.bench.load --url URL --body JSON --duration 5 --connections 32``
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from service import loops
-from service.bench.report import percentile
+from warren.service import loops
+from warren.service.bench.report import percentile
 
 HEADERS = {"Content-Type": "application/json"}
 WRK_SCRIPT = """
@@ -163,7 +163,7 @@ def run_wrk(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m service.bench.load", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m warren.service.bench.load", description=__doc__)
     p.add_argument("--url", required=True)
     p.add_argument("--body", required=True)
     p.add_argument("--duration", type=float, default=5.0)

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from service.settings import Settings
+from warren.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,8 +58,8 @@ class Proc:
 
     @classmethod
     def warren(cls, args: list[str], log_path: Path, env: dict[str, str]) -> Proc:
-        """A real ``warren`` process (``python -m service.cli``), as a deployment runs it."""
-        return cls([sys.executable, "-m", "service.cli", *args], log_path, env, pipe=False)
+        """A real ``warren`` process (``python -m warren``), as a deployment runs it."""
+        return cls([sys.executable, "-m", "warren", *args], log_path, env, pipe=False)
 
     @property
     def pid(self) -> int:

@@ -13,20 +13,20 @@ from typing import Any
 
 from aiohttp import web
 
-from service import topology
-from service.amqp import Publisher, connect
-from service.contracts import Catalog
-from service.http import views
-from service.http.auth import Authenticator, auth_middleware
-from service.http.keys import CATALOG, PUBLISHER, SETTINGS
-from service.http.openapi import serve_openapi
-from service.http.problems import problem_middleware
-from service.http.ratelimit import rate_limit_middleware
-from service.http.task_views import add_task_routes
-from service.http.tracing import server_span_middleware
-from service.settings import Settings
-from service.tasks import CATALOG as DEFAULT_CATALOG
-from service.telemetry import setup_telemetry
+from warren.service import topology
+from warren.service.amqp import Publisher, connect
+from warren.service.contracts import Catalog
+from warren.service.http import views
+from warren.service.http.auth import Authenticator, auth_middleware
+from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.openapi import serve_openapi
+from warren.service.http.problems import problem_middleware
+from warren.service.http.ratelimit import rate_limit_middleware
+from warren.service.http.task_views import add_task_routes
+from warren.service.http.tracing import server_span_middleware
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG as DEFAULT_CATALOG
+from warren.service.telemetry import setup_telemetry
 
 
 async def broker(app: web.Application) -> AsyncIterator[None]:

@@ -29,11 +29,11 @@ from typing import Any, Literal, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from service.contracts import Catalog
-from service.errors import ConfigurationError
-from service.http.problems import Handler, Problem
-from service.metrics import REQUESTS_REFUSED
-from service.settings import Settings
+from warren.service.contracts import Catalog
+from warren.service.errors import ConfigurationError
+from warren.service.http.problems import Handler, Problem
+from warren.service.metrics import REQUESTS_REFUSED
+from warren.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.amqp import Publisher
-from service.contracts import Catalog
-from service.settings import Settings
+from warren.service.amqp import Publisher
+from warren.service.contracts import Catalog
+from warren.service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)

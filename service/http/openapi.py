@@ -3,7 +3,7 @@
 Nothing here is written by hand that a model already says: the submission
 schema is ``Submission``'s, narrowed per task type (its name as a constant, its
 payload model's JSON Schema, its caps on the options), and the response
-bodies are ``service.http.schemas``. One document per catalog, built once.
+bodies are ``warren.service.http.schemas``. One document per catalog, built once.
 The fuzz tests (``tests/test_fuzz_gateway.py``) hold the gateway to it.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from service.contracts import Catalog, TaskContract
-from service.http.keys import CATALOG
-from service.http.problems import PROBLEM_JSON
-from service.http.schemas import RESPONSE_MODELS
-from service.http.submission import Submission
-from service.http.task_views import IDEMPOTENCY_KEY, MAX_PAGE, MAX_WAIT_SECONDS
+from warren.service.contracts import Catalog, TaskContract
+from warren.service.http.keys import CATALOG
+from warren.service.http.problems import PROBLEM_JSON
+from warren.service.http.schemas import RESPONSE_MODELS
+from warren.service.http.submission import Submission
+from warren.service.http.task_views import IDEMPOTENCY_KEY, MAX_PAGE, MAX_WAIT_SECONDS
 
 REF = "#/components/schemas/{model}"
 SecurityRequirements = list[dict[str, list[str]]]

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from service.http.auth import CLIENT, Client, Middleware
-from service.http.problems import Handler, Problem
-from service.metrics import REQUESTS_REFUSED
-from service.settings import Settings
+from warren.service.http.auth import CLIENT, Client, Middleware
+from warren.service.http.problems import Handler, Problem
+from warren.service.metrics import REQUESTS_REFUSED
+from warren.service.settings import Settings
 
 MAX_BUCKETS = 10_000  # identities are client-chosen with authentication off: bound the memory
 

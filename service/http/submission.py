@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.contracts import TASK_NAME, Catalog, TaskContract
-from service.http.keys import SETTINGS
-from service.http.problems import Problem
+from warren.service.contracts import TASK_NAME, Catalog, TaskContract
+from warren.service.http.keys import SETTINGS
+from warren.service.http.problems import Problem
 
 MAX_JSON_DEPTH = 64
 """Deepest accepted nesting of arrays and objects (``{}`` is 1), far below parser and

@@ -28,22 +28,22 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from service.amqp import connect
-from service.envelope import TASK_ID, Envelope, new_task_id
-from service.errors import PublishError
-from service.events import Status
-from service.http.auth import CLIENT
-from service.http.keys import PUBLISHER, SETTINGS
-from service.http.problems import Problem
-from service.http.submission import ValidSubmission
-from service.recorder import Recorder
-from service.store import Change, ListQuery, TaskRecord, TaskStore, open_store
-from service.store.control import cancel_message
-from service.store.db import StoreUnavailable
-from service.store.merge import merge
-from service.store.sql import decode_cursor
-from service.store.watch import Watchers
-from service.telemetry import trace_id_hex
+from warren.service.amqp import connect
+from warren.service.envelope import TASK_ID, Envelope, new_task_id
+from warren.service.errors import PublishError
+from warren.service.events import Status
+from warren.service.http.auth import CLIENT
+from warren.service.http.keys import PUBLISHER, SETTINGS
+from warren.service.http.problems import Problem
+from warren.service.http.submission import ValidSubmission
+from warren.service.recorder import Recorder
+from warren.service.store import Change, ListQuery, TaskRecord, TaskStore, open_store
+from warren.service.store.control import cancel_message
+from warren.service.store.db import StoreUnavailable
+from warren.service.store.merge import merge
+from warren.service.store.sql import decode_cursor
+from warren.service.store.watch import Watchers
+from warren.service.telemetry import trace_id_hex
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ def _changes_of(record: TaskRecord) -> list[Change]:
 
 
 def client_of(request: web.Request) -> str:
-    """Who submitted, which scopes idempotency keys: the API key's id (``service.http.auth``;
+    """Who submitted, which scopes idempotency keys: the API key's id (``warren.service.http.auth``;
     with authentication off, ``X-Warren-Client`` or ``anonymous``)."""
     return request[CLIENT].id
 

@@ -6,7 +6,7 @@ sanitising, three metric records per request); this one reads what is already
 parsed, sets the HTTP semantic-convention attributes only on a sampled span,
 and records one histogram per request with attribute sets built once per
 (method, route, status). A caller's valid ``traceparent`` is continued
-(``service.telemetry.extract``: a malformed one starts a new trace). Probe and
+(``warren.service.telemetry.extract``: a malformed one starts a new trace). Probe and
 scrape paths get no span, as before.
 
 Attributes are given when a span starts (``publish_attributes`` too): the SDK then copies
@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from opentelemetry import trace
 
-from service.metrics import HTTP_SERVER_DURATION
-from service.telemetry import extract, tracer
+from warren.service.metrics import HTTP_SERVER_DURATION
+from warren.service.telemetry import extract, tracer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry import trace
 
-from service.envelope import Envelope, new_task_id
-from service.errors import PublishError, QueueFull
-from service.http.auth import authorize_type
-from service.http.keys import CATALOG, PUBLISHER, SETTINGS
-from service.http.problems import Problem
-from service.http.submission import ValidSubmission, read_json, validate
-from service.http.task_views import claim_submission
-from service.http.tracing import publish_attributes
-from service.metrics import SUBMISSIONS
-from service.telemetry import inject, prometheus_text, trace_id_hex, tracer
+from warren.service.envelope import Envelope, new_task_id
+from warren.service.errors import PublishError, QueueFull
+from warren.service.http.auth import authorize_type
+from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.problems import Problem
+from warren.service.http.submission import ValidSubmission, read_json, validate
+from warren.service.http.task_views import claim_submission
+from warren.service.http.tracing import publish_attributes
+from warren.service.metrics import SUBMISSIONS
+from warren.service.telemetry import inject, prometheus_text, trace_id_hex, tracer
 
 
 async def submit_task(request: web.Request) -> web.Response:

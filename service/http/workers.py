@@ -34,9 +34,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from service.errors import ConfigurationError
-from service.settings import Settings
-from service.store import POSTGRES_PREFIXES
+from warren.service.errors import ConfigurationError
+from warren.service.settings import Settings
+from warren.service.store import POSTGRES_PREFIXES
 
 log = logging.getLogger("warren")
 STOP_GRACE_SECONDS = 30.0
@@ -73,7 +73,7 @@ async def _start(settings: Settings, index: int) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "service.cli",
+        "warren",
         "gateway",
         "--worker",
         str(index),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.store.db import Database
-from service.store.model import FINAL, AttemptRecord, Change, TaskRecord
-from service.store.sql import ListQuery
-from service.store.store import Page, TaskStore
+from warren.service.store.db import Database
+from warren.service.store.model import FINAL, AttemptRecord, Change, TaskRecord
+from warren.service.store.sql import ListQuery
+from warren.service.store.store import Page, TaskStore
 
 __all__ = [
     "FINAL",
@@ -34,14 +34,14 @@ POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 def database_for(url: str) -> Database:
     """The engine a store URL names: ``sqlite:///relative/or//absolute/path`` or PostgreSQL."""
     if url.startswith(SQLITE_PREFIX):
-        from service.store.sqlite import SqliteDatabase
+        from warren.service.store.sqlite import SqliteDatabase
 
         path = url.removeprefix(SQLITE_PREFIX)
         if not path or path == ":memory:":
             raise ValueError("a SQLite store needs a file path (readers and writer share it)")
         return SqliteDatabase(Path(path))
     if url.startswith(POSTGRES_PREFIXES):
-        from service.store.postgres import PostgresDatabase
+        from warren.service.store.postgres import PostgresDatabase
 
         return PostgresDatabase(url)
     raise ValueError(

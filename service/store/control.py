@@ -16,7 +16,7 @@ from typing import Literal
 import aio_pika
 import orjson
 
-from service.envelope import CONTENT_TYPE, TASK_ID
+from warren.service.envelope import CONTENT_TYPE, TASK_ID
 
 
 @dataclass(frozen=True)

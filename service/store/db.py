@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from service.errors import WarrenError
-from service.store.sql import Dialect
+from warren.service.errors import WarrenError
+from warren.service.store.sql import Dialect
 
 
 class StoreUnavailable(WarrenError):

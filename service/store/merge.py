@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from service.events import Status
-from service.store.model import (
+from warren.service.events import Status
+from warren.service.store.model import (
     ENDS_ATTEMPT,
     FINAL,
     MAX_ERROR_CHARS,

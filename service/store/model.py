@@ -2,7 +2,7 @@
 
 A ``Change`` is one thing learned about a task: a consumer's lifecycle event,
 or the gateway's own ``queued`` write. Records are only ever made by merging
-changes (``service.store.merge``), so one rule decides what a record says,
+changes (``warren.service.store.merge``), so one rule decides what a record says,
 whichever replica or path the change came by.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from service.envelope import TASK_ID
-from service.events import Status
+from warren.service.envelope import TASK_ID
+from warren.service.events import Status
 
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 ENDS_ATTEMPT = frozenset({Status.RETRYING, *FINAL})
@@ -24,7 +24,7 @@ MAX_ERROR_CHARS = 2000
 
 
 class Change(BaseModel):
-    """One lifecycle event (``service.events``) or the gateway's ``queued`` write.
+    """One lifecycle event (``warren.service.events``) or the gateway's ``queued`` write.
 
     Unknown fields are ignored, so consumers may add to events without breaking
     recorders that are older than them.

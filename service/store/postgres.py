@@ -27,8 +27,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from service.store.db import Database, Row, StoreRejected, StoreUnavailable
-from service.store.sql import TABLE, PostgresDialect
+from warren.service.store.db import Database, Row, StoreRejected, StoreUnavailable
+from warren.service.store.sql import TABLE, PostgresDialect
 
 log = logging.getLogger(__name__)
 NOTIFY_IDS_PER_MESSAGE = 200  # 33 bytes each: well under NOTIFY's 8000-byte payload limit

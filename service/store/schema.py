@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from service.store.db import Database, Transaction
-from service.store.sql import TABLE, Dialect
+from warren.service.store.db import Database, Transaction
+from warren.service.store.sql import TABLE, Dialect
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x5741_5252  # "WARR": PostgreSQL advisory lock key of migrations

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from service.events import Status
-from service.store.model import AttemptRecord, TaskRecord
+from warren.service.events import Status
+from warren.service.store.model import AttemptRecord, TaskRecord
 
 TABLE = "warren_tasks"
 COLUMNS = (

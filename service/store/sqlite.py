@@ -22,8 +22,8 @@ from typing import Any
 
 import aiosqlite
 
-from service.store.db import Database, Row, StoreRejected, StoreUnavailable
-from service.store.sql import SqliteDialect
+from warren.service.store.db import Database, Row, StoreRejected, StoreUnavailable
+from warren.service.store.sql import SqliteDialect
 
 BUSY_TIMEOUT_MS = 5000
 

@@ -3,7 +3,7 @@
 Records change only through ``merge`` (events, the gateway's ``queued``
 write) or through the two gateway-owned fields: an idempotency claim and a
 cancellation request. Each write transaction signals the ids it changed, and
-the signal reaches every waiter (see ``service.store.db``).
+the signal reaches every waiter (see ``warren.service.store.db``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from service.events import Status
-from service.store.db import ChangeCallback, Database, Transaction
-from service.store.merge import merge_all
-from service.store.model import Change, TaskRecord
-from service.store.schema import migrate
-from service.store.sql import (
+from warren.service.events import Status
+from warren.service.store.db import ChangeCallback, Database, Transaction
+from warren.service.store.merge import merge_all
+from warren.service.store.model import Change, TaskRecord
+from warren.service.store.schema import migrate
+from warren.service.store.sql import (
     INSERT_CLAIM,
     SELECT,
     TABLE,

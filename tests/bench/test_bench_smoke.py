@@ -16,9 +16,9 @@ import aiormq
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from service.bench import parser, run_mode
-from service.bench.procs import REPO
-from service.bench.report import Report
+from warren.service.bench import parser, run_mode
+from warren.service.bench.procs import REPO
+from warren.service.bench.report import Report
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
 
 def test_cli_prints_json() -> None:
     """``warren bench`` through the real CLI: one JSON object on stdout."""
-    argv = ["-m", "service.cli", "bench", "consumer", "-n", "300", "-p", "1", "-r", "1"]
+    argv = ["-m", "warren", "bench", "consumer", "-n", "300", "-p", "1", "-r", "1"]
     done = subprocess.run(
         [sys.executable, *argv, "--variants", "raw", "--json", "--quiet"],
         cwd=REPO,

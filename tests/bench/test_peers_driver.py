@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from service.bench.procs import REPO
+from warren.service.bench.procs import REPO
 
 pytestmark = pytest.mark.slow
 PEERS = REPO / "benchmarks" / "peers"

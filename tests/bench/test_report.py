@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from service.bench import gateway, parser
-from service.bench.report import Report, Row, Target, percentile
+from warren.service.bench import gateway, parser
+from warren.service.bench.report import Report, Row, Target, percentile
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -34,7 +34,7 @@ def test_render_shows_ratios_targets_and_environment() -> None:
 
 
 def test_without_wrk_the_python_generator_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.bench.load.shutil.which", lambda name: None)
+    monkeypatch.setattr("warren.service.bench.load.shutil.which", lambda name: None)
     args = parser().parse_args(["gateway"])
     assert gateway.load_spec(args).generator == "python"
     with pytest.raises(SystemExit):

@@ -3,7 +3,7 @@
 Every check of a deployment file goes back to the code it configures: a
 command is parsed by the real ``warren`` argument parser, an environment
 variable name must be a field of the settings model and its value must pass
-that model's validation, a queue name must come from ``service.topology``.
+that model's validation, a queue name must come from ``warren.service.topology``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import parser
-from service.settings import Settings
+from warren.service.cli import parser
+from warren.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

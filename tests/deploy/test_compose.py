@@ -20,10 +20,6 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from service.http.auth import DEV_KEY
-from service.keys_cli import entry
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.deploy.common import (
     COMPOSE,
     REPO,
@@ -34,6 +30,10 @@ from tests.deploy.common import (
     settings_from,
 )
 from tests.deploy.test_rabbitmq import conf_values
+from warren.service.http.auth import DEV_KEY
+from warren.service.keys_cli import entry
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 SCHEMA = json.loads((REPO / "tests" / "deploy" / "compose-spec.schema.json").read_text())
 WARREN_IMAGE = "warren:local"

@@ -38,16 +38,16 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from PIL import Image
 
-from consumers.handlers.webhook import verify
-from service import topology
-from service.http.auth import DEV_TOKEN
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.conftest import BROKER_URL
 from tests.deploy.common import json_array, parse_command, read_dockerfile, settings_from
 from tests.deploy.test_compose import service_env, warren_services
 from tests.deploy.test_grafana import HISTOGRAM_SERIES, dashboard_metrics
 from tests.support import Events, capture_events
+from warren.consumers.handlers.webhook import verify
+from warren.service import topology
+from warren.service.http.auth import DEV_TOKEN
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 pytestmark = pytest.mark.slow
 

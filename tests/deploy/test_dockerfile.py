@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from service.settings import Settings
 from tests.deploy.common import (
     DOCKERFILE,
     REPO,
@@ -32,6 +31,7 @@ from tests.deploy.common import (
     read_dockerfile,
     settings_from,
 )
+from warren.service.settings import Settings
 
 PYPROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make ", "apt-get", "apk ", "pip install")
@@ -94,14 +94,14 @@ def test_final_stage_runs_warren_as_an_unprivileged_user_without_build_tools() -
     user_at = next(i for i, (kw, _) in enumerate(final.instructions) if kw == "USER")
     assert user_at > last_run, "USER must come after the last RUN"
     assert json_array(final.all("ENTRYPOINT")[0]) == ["warren"]
-    assert PYPROJECT["project"]["scripts"]["warren"] == "service.cli:main"
+    assert PYPROJECT["project"]["scripts"]["warren"] == "warren.service.cli:main"
 
 
 @pytest.mark.slow  # starts `warren`
 def test_default_command_is_a_valid_warren_command() -> None:
     [cmd] = read_dockerfile().final.all("CMD")
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", *json_array(cmd)],
+        [sys.executable, "-m", "warren", *json_array(cmd)],
         capture_output=True,
         cwd=REPO,
         timeout=30,
@@ -178,7 +178,14 @@ def build_inputs() -> set[str]:
         and any(fnmatch.fnmatchcase(path.name, pattern) for pattern in find["include"])
     }
     assert packages, find
-    return {"pyproject.toml", PYPROJECT["project"]["readme"]} | packages
+    # ``warren/service`` and ``warren/consumers`` are links to the top-level folders.
+    linked = {
+        child.resolve().relative_to(REPO).parts[0]
+        for package in packages
+        for child in (REPO / package).iterdir()
+        if child.is_symlink()
+    }
+    return {"pyproject.toml", PYPROJECT["project"]["readme"]} | packages | linked
 
 
 def test_build_stage_copies_exactly_the_build_inputs() -> None:

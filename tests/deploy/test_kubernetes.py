@@ -9,7 +9,7 @@ The operators' custom resources (KEDA, RabbitMQ Cluster and Messaging Topology
 Operators) have no schema here: the fields their operators require are checked
 one by one. Then the wiring: containers run valid ``warren`` commands with
 real settings, probes hit the ports the settings open, the consumer grace fits
-in the pod's termination grace, scalers watch the queues ``service.topology``
+in the pod's termination grace, scalers watch the queues ``warren.service.topology``
 names, and the broker's policy and limits equal deploy/rabbitmq's.
 """
 
@@ -31,9 +31,6 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from service import topology
-from service.tasks import CATALOG
-from service.topology import Names
 from tests.deploy.common import (
     KUBERNETES,
     RABBITMQ,
@@ -45,6 +42,9 @@ from tests.deploy.common import (
     settings_from,
 )
 from tests.deploy.test_rabbitmq import conf_values, script_policies
+from warren.service import topology
+from warren.service.tasks import CATALOG
+from warren.service.topology import Names
 
 MIN_KUBERNETES = "1.29.0"
 VERSIONS = sorted(

@@ -5,7 +5,7 @@ classic flavour for one node, the quorum flavour for the cluster); this test
 runs the real command and compares byte for byte. deploy/rabbitmq/README.md
 has the command that regenerates them. The policy script runs for real, with a
 stand-in ``rabbitmqctl`` that records its arguments, and its pattern is
-matched against the queue names ``service.topology`` makes.
+matched against the queue names ``warren.service.topology`` makes.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from service import topology
-from service.settings import Settings
-from service.tasks import CATALOG
 from tests.deploy.common import RABBITMQ, REPO
+from warren.service import topology
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
 
 # Definitions file → the WARREN_* environment `warren topology export` runs with.
 FLAVOURS = {
@@ -60,7 +60,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def warren_command() -> list[str]:
     """The installed ``warren`` entry point next to this interpreter, as a user runs it."""
     script = Path(sys.executable).parent / "warren"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "warren"]
 
 
 @pytest.mark.slow  # starts `warren`

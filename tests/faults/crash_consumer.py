@@ -7,7 +7,7 @@ Why a process of its own: scenario 4 needs a crash at one exact point — after
 the handler's side effect and after its ``succeeded`` event is confirmed, but
 before the ack — and only a real ``SIGKILL`` of the process shows what the
 broker and the next consumer then do. Everything else is Warren's real
-consumer (``consumers.runner.run``). The side effect is a line appended (and
+consumer (``warren.consumers.runner.run``). The side effect is a line appended (and
 fsynced) to a file, recording whether the handler was told the delivery was
 a redelivery. With ``--crash-before-ack`` the process kills itself at the ack of
 any first delivery (not redelivered) whose message starts with ``crash``.
@@ -24,13 +24,13 @@ from pathlib import Path
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from consumers.acks import Acks
-from consumers.context import TaskContext
-from consumers.handlers import REGISTRY
-from consumers.registry import Handler, Registry, handles
-from consumers.runner import run
-from service.settings import Settings
-from service.tasks import CATALOG, EchoPayload, diag_echo
+from warren.consumers.acks import Acks
+from warren.consumers.context import TaskContext
+from warren.consumers.handlers import REGISTRY
+from warren.consumers.registry import Handler, Registry, handles
+from warren.consumers.runner import run
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG, EchoPayload, diag_echo
 
 CRASH_MARKER = "crash"
 

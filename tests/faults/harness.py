@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from service.settings import Settings
-from service.topology import Names
 from tests.conftest import make_settings
 from tests.faults.broker import RabbitNode
 from tests.faults.ledger import EventTap, Ledger, Verdict
@@ -28,6 +26,8 @@ from tests.faults.procs import (
     wait_drained,
     wait_http_ready,
 )
+from warren.service.settings import Settings
+from warren.service.topology import Names
 
 T = TypeVar("T")
 

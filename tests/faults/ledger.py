@@ -41,7 +41,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from service.topology import Names
+from warren.service.topology import Names
 
 FINAL = ("succeeded", "dead")
 

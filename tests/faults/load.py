@@ -17,10 +17,10 @@ import aio_pika
 import aiohttp
 import orjson
 
-from service import topology
-from service.envelope import Envelope
-from service.settings import Settings
 from tests.faults.ledger import Answer, Ledger, Told
+from warren.service import topology
+from warren.service.envelope import Envelope
+from warren.service.settings import Settings
 
 # Soak knob: task counts, kill cycles and the waits for them are multiplied by this.
 SCALE = max(1.0, float(os.environ.get("WARREN_FAULTS_SCALE", "1")))

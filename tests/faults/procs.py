@@ -21,8 +21,8 @@ import aio_pika
 import aiohttp
 from aio_pika.exceptions import AMQPError
 
-from service.bench.procs import Proc, free_port
-from service.settings import Settings
+from warren.service.bench.procs import Proc, free_port
+from warren.service.settings import Settings
 
 __all__ = ["Proc", "Spawner", "free_port"]  # the fault tests import them from here
 
@@ -47,7 +47,7 @@ class Spawner:
         re-runs are counted in prefetch windows, so each scenario fixes its window."""
         return self.python(
             "-m",
-            "service.cli",
+            "warren",
             "consume",
             "--queue",
             queue,
@@ -59,7 +59,7 @@ class Spawner:
 
     def gateway(self, settings: Settings) -> Proc:
         return self.python(
-            "-m", "service.cli", "gateway", env=settings.child_environment(), name="gateway"
+            "-m", "warren", "gateway", env=settings.child_environment(), name="gateway"
         )
 
     def kill_all(self) -> None:

@@ -21,11 +21,11 @@ import aiohttp
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
-from service.settings import Settings
-from service.topology import Names, Permissions, Role, permissions
 from tests.faults.broker import RabbitNode
 from tests.faults.harness import node_settings, warren_url
 from tests.faults.procs import Spawner, gateway_url, wait_consumers, wait_http_ready
+from warren.service.settings import Settings
+from warren.service.topology import Names, Permissions, Role, permissions
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 QUEUE_A, QUEUE_B = "diag", "email"
@@ -86,7 +86,7 @@ async def running(world: World, spawner: Spawner) -> AsyncIterator[str]:
     """The deploy user applies the topology; gateway and consumer A run as their users."""
     deploy = spawner.python(
         "-m",
-        "service.cli",
+        "warren",
         "topology",
         "apply",
         env=world.settings("deploy").child_environment(),

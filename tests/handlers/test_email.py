@@ -20,11 +20,11 @@ from uuid import uuid4
 import pytest
 from aiosmtpd.controller import Controller
 
-from consumers.context import Resources, TaskContext
-from consumers.handlers.email import send
-from service.errors import Permanent
-from service.settings import Settings
-from service.tasks import EmailPayload
+from warren.consumers.context import Resources, TaskContext
+from warren.consumers.handlers.email import send
+from warren.service.errors import Permanent
+from warren.service.settings import Settings
+from warren.service.tasks import EmailPayload
 
 SENDER = "warren@example.test"
 

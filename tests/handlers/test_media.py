@@ -21,11 +21,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import ExifTags, Image
 
-from consumers.context import Resources, TaskContext
-from consumers.handlers.media import MediaSourceError, thumbnail
-from service.errors import Permanent
-from service.settings import Settings
-from service.tasks import ThumbnailPayload
+from warren.consumers.context import Resources, TaskContext
+from warren.consumers.handlers.media import MediaSourceError, thumbnail
+from warren.service.errors import Permanent
+from warren.service.settings import Settings
+from warren.service.tasks import ThumbnailPayload
 
 MAX_BYTES = 200_000
 

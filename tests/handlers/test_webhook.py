@@ -23,11 +23,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from consumers.context import Resources, TaskContext
-from consumers.handlers.webhook import WebhookError, deliver, parse_retry_after, sign, verify
-from service.errors import Permanent, Retry
-from service.settings import Settings
-from service.tasks import WebhookPayload
+from warren.consumers.context import Resources, TaskContext
+from warren.consumers.handlers.webhook import WebhookError, deliver, parse_retry_after, sign, verify
+from warren.service.errors import Permanent, Retry
+from warren.service.settings import Settings
+from warren.service.tasks import WebhookPayload
 
 SECRET = "s3cret-for-tests"
 

@@ -16,13 +16,13 @@ import pytest_asyncio
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
-from service import topology
-from service.http.app import create_app
-from service.settings import Settings
-from service.tasks import CATALOG
-from service.topology import Topology
 from tests.conftest import BROKER_URL, make_settings
 from tests.http.support import Client
+from warren.service import topology
+from warren.service.http.app import create_app
+from warren.service.settings import Settings
+from warren.service.tasks import CATALOG
+from warren.service.topology import Topology
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from aio_pika.abc import AbstractChannel
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from service.http.problems import PROBLEM_JSON
-from service.tasks import CATALOG
-from service.topology import Topology
 from tests.support import message_count
+from warren.service.http.problems import PROBLEM_JSON
+from warren.service.tasks import CATALOG
+from warren.service.topology import Topology
 
 Client = TestClient[Any, Any]
 VALID: dict[str, Any] = {"type": "diag.echo", "payload": {"message": "hi"}}

@@ -30,14 +30,14 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.envelope import H_SUBMITTER, H_TRACEPARENT, H_TRACESTATE, TRACEPARENT, Envelope
-from service.http.app import create_app
-from service.logs import quiet_client_errors
-from service.settings import Settings
-from service.topology import Topology
 from tests.conftest import make_settings
 from tests.http.support import VALID, Client, assert_nothing_published_and_alive, assert_problem
 from tests.support import message_count
+from warren.service.envelope import H_SUBMITTER, H_TRACEPARENT, H_TRACESTATE, TRACEPARENT, Envelope
+from warren.service.http.app import create_app
+from warren.service.logs import quiet_client_errors
+from warren.service.settings import Settings
+from warren.service.topology import Topology
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
-from service.store import TaskStore, open_store
 from tests.conftest import make_settings
 from tests.support import postgres_schema
+from warren.service.settings import Settings
+from warren.service.store import TaskStore, open_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

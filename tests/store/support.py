@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.http.task_views import RECORDER
-from service.recorder import Recorder
+from warren.service.http.task_views import RECORDER
+from warren.service.recorder import Recorder
 
 Client = TestClient[Any, Any]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import Settings
 from tests.conftest import StartConsumer, make_settings
 from tests.store.support import Client, get_task, status_becomes, submit
+from warren.service.settings import Settings
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.cancellation import Cancellations, TaskCancelled
-from service.envelope import new_task_id
 from tests.conftest import StartConsumer
 from tests.store.support import Client, get_task, status_becomes, submit
 from tests.support import Events
+from warren.consumers.cancellation import Cancellations, TaskCancelled
+from warren.service.envelope import new_task_id
 
 SLEEP_LONG = {"type": "diag.sleep", "payload": {"ms": 60_000}}
 

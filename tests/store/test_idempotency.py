@@ -8,12 +8,12 @@ from typing import Any
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.http.app import create_app
-from service.settings import Settings
-from service.topology import Topology
 from tests.conftest import make_settings
 from tests.store.support import Client
 from tests.support import message_count
+from warren.service.http.app import create_app
+from warren.service.settings import Settings
+from warren.service.topology import Topology
 
 BODY = {"type": "diag.echo", "payload": {"message": "once"}}
 

@@ -12,13 +12,13 @@ import aio_pika
 import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
-from service.envelope import new_task_id
-from service.http.app import create_app
-from service.settings import Settings
-from service.store import TaskStore
-from service.topology import Declared, Names
 from tests.conftest import StartConsumer
 from tests.store.support import Client, eventually, get_task, recorder_of, status_becomes, submit
+from warren.service.envelope import new_task_id
+from warren.service.http.app import create_app
+from warren.service.settings import Settings
+from warren.service.store import TaskStore
+from warren.service.topology import Declared, Names
 
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}
 RANK = {"queued": 1, "running": 2, "retrying": 3, "succeeded": 4, "dead": 4, "cancelled": 4}

@@ -7,9 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.events import Status
-from service.store import Change
-from service.store.merge import merge, merge_all
+from warren.service.events import Status
+from warren.service.store import Change
+from warren.service.store.merge import merge, merge_all
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TASK = "a" * 32

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.events import Status
-from service.recorder import Recorder, _Item
-from service.store import Change, TaskRecord, TaskStore
-from service.store.db import StoreRejected, StoreUnavailable
-from service.store.merge import merge
 from tests.conftest import make_settings
+from warren.service.events import Status
+from warren.service.recorder import Recorder, _Item
+from warren.service.store import Change, TaskRecord, TaskStore
+from warren.service.store.db import StoreRejected, StoreUnavailable
+from warren.service.store.merge import merge
 
 
 def queued(task_id: str, error: str | None = None) -> Change:
@@ -50,7 +50,7 @@ class FailingStore:
 async def test_a_batch_waits_out_an_outage_and_only_a_refused_change_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("service.recorder.RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr("warren.service.recorder.RETRY_DELAYS", (0.01,))
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
     store = FailingStore(outages=2, poison=bad)
     recorder = Recorder(store, make_settings())  # type: ignore[arg-type]

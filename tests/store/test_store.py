@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service.events import Status
-from service.store import Change, ListQuery, TaskStore, open_store
-from service.store.merge import merge, merge_all
-from service.store.postgres import PostgresDatabase
-from service.store.schema import MIGRATIONS, migrate
+from warren.service.events import Status
+from warren.service.store import Change, ListQuery, TaskStore, open_store
+from warren.service.store.merge import merge, merge_all
+from warren.service.store.postgres import PostgresDatabase
+from warren.service.store.schema import MIGRATIONS, migrate
 
 T0 = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=5)
 

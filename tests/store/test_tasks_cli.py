@@ -7,10 +7,10 @@ import io
 
 import pytest
 
-from service.cli import parser
-from service.tasks_cli import run
 from tests.conftest import StartConsumer
 from tests.store.support import Client, get_task, status_becomes, submit
+from warren.service.cli import parser
+from warren.service.tasks_cli import run
 
 
 async def tasks(gateway: Client, *argv: str) -> tuple[int, str]:

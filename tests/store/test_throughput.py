@@ -12,12 +12,12 @@ import time
 import aiohttp
 import pytest
 
-from service.events import Status
-from service.settings import Settings
-from service.store import TaskStore
 from tests.conftest import Spawn, make_settings
 from tests.processes import free_port
 from tests.store.support import eventually
+from warren.service.events import Status
+from warren.service.settings import Settings
+from warren.service.store import TaskStore
 
 TASKS = 1000
 
