@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from warren.consumers import outbound
-from warren.service.settings import Settings
 
 
 @dataclass
@@ -16,9 +16,11 @@ class Resources:
 
     ``allow_private``: whether handlers' HTTP may reach non-public addresses
     (``warren.consumers.outbound``; off in production, on for receivers on this machine).
+    ``settings``: the app's own settings object, built once per process.
     """
 
     allow_private: bool = False
+    settings: Any = None
     _http: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     @property
@@ -41,6 +43,14 @@ class Resources:
 
 @dataclass(frozen=True)
 class TaskContext:
+    """What a handler knows besides its payload.
+
+    ``settings`` is the app's own settings object (``App(settings=...)``; ``None`` without
+    one): annotate it where it is used, ``settings: ShopSettings = ctx.settings``.
+    ``resources.http`` is a shared HTTP session that reaches public addresses only.
+    ``redelivered``: an earlier delivery of this attempt may have run (make handlers idempotent).
+    """
+
     task_id: str
     type: str
     queue: str
@@ -49,5 +59,5 @@ class TaskContext:
     trace_id: str | None
     redelivered: bool
     worker: str
-    settings: Settings
+    settings: Any
     resources: Resources

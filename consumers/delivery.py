@@ -239,7 +239,7 @@ class DeliveryProcessor:
             trace_id=envelope.trace_id,
             redelivered=redelivered,
             worker=self._worker,
-            settings=self._settings,
+            settings=self._resources.settings,
             resources=self._resources,
         )
         async with asyncio.timeout(envelope.timeout_seconds):

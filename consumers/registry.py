@@ -43,7 +43,11 @@ def handles(contract: TaskContract[P]) -> Callable[[HandlerFn[P]], Handler[P]]:
 
 @dataclass(frozen=True)
 class Registry:
+    """The handlers a consumer can run, and the settings object they get as ``ctx.settings``
+    (their app's own settings, never Warren's)."""
+
     handlers: tuple[Handler[Any], ...]
+    settings: Any = None
 
     def __post_init__(self) -> None:
         names = [h.contract.name for h in self.handlers]
@@ -63,8 +67,9 @@ class Registry:
             raise ConfigurationError(f"queue {queue!r}: no handler for {', '.join(missing)}")
         return {c.name: h for c in contracts if (h := self.get(c.name)) is not None}
 
-    def extended(self, handlers: Iterable[Handler[Any]]) -> Registry:
-        return Registry((*self.handlers, *handlers))
+    def extended(self, handlers: Iterable[Handler[Any]], settings: Any = None) -> Registry:
+        kept = self.settings if settings is None else settings
+        return Registry((*self.handlers, *handlers), kept)
 
 
 def check_timeouts(catalog: Catalog, queue: str, settings: Settings) -> None:

@@ -69,7 +69,7 @@ class Consumer:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._connections: list[AbstractRobustConnection] = []
         self._executor = HandlerThreads(self.concurrency, f"warren-{queue}")
-        self._resources = Resources(allow_private=settings.outbound_allow_private_networks)
+        self._resources = Resources(settings.outbound_allow_private_networks, registry.settings)
         self._acks = Acks()
         self._settler: Settler | None = None
         self._processor: DeliveryProcessor | None = None

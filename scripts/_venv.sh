@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,uvloop]'
+  .venv/bin/python -m pip install --quiet -e '.[dev,uvloop,examples]'
   echo "$want" > "$stamp"
 fi

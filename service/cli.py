@@ -16,20 +16,23 @@ import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
 from warren.service import keys_cli, loops, tasks_cli, topology
 from warren.service.amqp import connect
+from warren.service.apps import App, load_app
+from warren.service.errors import ConfigurationError
 from warren.service.logs import setup_logging
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 from warren.service.telemetry import shutdown_telemetry
 
 log = logging.getLogger("warren")
+APP_HELP = "the app: module[:attribute] holding a warren.App (default: WARREN_APP; none: diag.*)"
 
 
-async def serve_gateway(settings: Settings) -> None:
+async def serve_gateway(settings: Settings, app: App) -> None:
     """Serve until SIGTERM or SIGINT; a signal during start-up (connecting) stops at once."""
     from warren.service.http.app import create_app
 
@@ -37,7 +40,7 @@ async def serve_gateway(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(create_app(settings, app.catalog), access_log=None)
     starting = asyncio.ensure_future(_start_site(runner, settings))
     signalled = asyncio.ensure_future(stopping.wait())
     try:
@@ -65,27 +68,42 @@ async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
     log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
 
 
+def app_settings(args: argparse.Namespace, **overrides: Any) -> tuple[Settings, App]:
+    """The settings (``--app`` beats ``WARREN_APP``, and is handed on to child processes
+    through the settings) and the app they name: contracts only, never handler code."""
+    if getattr(args, "app", None):
+        overrides["app"] = args.app
+    settings = Settings(**{k: v for k, v in overrides.items() if v})
+    return settings, load_app(settings.app)
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v}
-    settings = Settings(**overrides)
+    settings, app = app_settings(args, http_host=args.host, http_port=args.port)
     if settings.http_workers > 1 and args.worker is None:
         from warren.service.http.workers import supervise
 
         return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
     try:
-        loops.run(serve_gateway(settings))
+        loops.run(serve_gateway(settings, app))
     finally:
         shutdown_telemetry()
     return 0
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from warren.consumers.handlers import REGISTRY
+    from warren.consumers.loader import registry_of
     from warren.consumers.runner import run
 
+    settings, app = app_settings(args)
+    if args.queue not in app.catalog.queues:
+        raise ConfigurationError(
+            f"no task type uses queue {args.queue!r}; the app's queues: "
+            f"{', '.join(app.catalog.queues)}"
+        )
+    registry = registry_of(app)  # handler code: imported by consumers only
     try:
         loops.run(
-            run(Settings(), CATALOG, REGISTRY, args.queue, args.concurrency, args.health_port)
+            run(settings, app.catalog, registry, args.queue, args.concurrency, args.health_port)
         )
     finally:
         shutdown_telemetry()
@@ -95,21 +113,22 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from warren.service.dev import run_dev
 
-    return run_dev(args.port)
+    settings, app = app_settings(args)
+    return run_dev(settings, app, args.port)
 
 
-async def _apply(settings: Settings) -> None:
+async def _apply(settings: Settings, queues: tuple[str, ...]) -> None:
     connection = await connect(settings, "topology")
     async with connection:
         channel = await connection.channel()
         # Always for real: this is the deploy step that least-privilege users rely on.
-        await topology.declare(channel, topology.build(settings, CATALOG.queues, passive=False))
+        await topology.declare(channel, topology.build(settings, queues, passive=False))
 
 
-def _permissions(args: argparse.Namespace, names: topology.Names) -> None:
+def _permissions(args: argparse.Namespace, names: topology.Names, known: tuple[str, ...]) -> None:
     """``warren topology permissions``: the least a role's broker user needs."""
-    queues = args.queue or (CATALOG.queues if args.role == "consumer" else [])
-    if unknown := set(queues) - set(CATALOG.queues):
+    queues = args.queue or (known if args.role == "consumer" else [])
+    if unknown := set(queues) - set(known):
         raise SystemExit(f"unknown queues: {', '.join(sorted(unknown))}")
     user = args.user or f"{names.namespace}-{args.role}" + (
         f"-{'-'.join(args.queue)}" if args.role == "consumer" and args.queue else ""
@@ -124,14 +143,14 @@ def _permissions(args: argparse.Namespace, names: topology.Names) -> None:
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
-    settings = Settings()
-    shape = topology.build(settings, CATALOG.queues)
+    settings, app = app_settings(args)
+    shape = topology.build(settings, app.catalog.queues)
     if args.action == "export":
         print(json.dumps(shape.to_definitions(args.vhost), indent=2))
     elif args.action == "permissions":
-        _permissions(args, shape.names)
+        _permissions(args, shape.names, app.catalog.queues)
     else:
-        loops.run(_apply(settings))
+        loops.run(_apply(settings, app.catalog.queues))
         print(
             f"declared {len(shape.exchanges)} exchanges, {len(shape.queues)} queues, "
             f"{len(shape.bindings)} bindings under {settings.namespace}."
@@ -174,7 +193,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     g.set_defaults(func=cmd_gateway)
     c = sub.add_parser("consume", help="run a consumer of one queue")
-    c.add_argument("--queue", required=True, choices=CATALOG.queues)
+    c.add_argument("--queue", required=True, help="the queue to consume (one of the app's)")
     c.add_argument("--concurrency", type=int)
     c.add_argument("--health-port", type=int, help="port of /healthz, /readyz, /metrics; 0 = off")
     c.set_defaults(func=cmd_consume)
@@ -189,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--user", help="permissions: the broker user (default <namespace>-<role>)")
     t.add_argument("--format", choices=["rabbitmqctl", "json"], default="rabbitmqctl")
     t.set_defaults(func=cmd_topology)
+    for needs_app in (g, c, d, t):
+        needs_app.add_argument("--app", help=APP_HELP)
     tasks_cli.add_parser(sub)  # `warren tasks get|list|watch|cancel`, over the HTTP API
     keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
     b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
@@ -204,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command != "settings":
         setup_logging(Settings(), args.command)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ConfigurationError as exc:  # something the user set: one line, not a traceback
+        print(f"warren {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -15,12 +15,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,39}$")
 QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 P = TypeVar("P", bound=BaseModel)
+
+
+class Payload(BaseModel):
+    """A convenient base of payload models: unknown fields are refused, values are frozen.
+
+    Any pydantic model can be a payload; this one makes a typo in a submission a 422
+    instead of a silently ignored field.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

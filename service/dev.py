@@ -14,24 +14,26 @@ import subprocess
 import sys
 import time
 
+from warren.service.apps import App
 from warren.service.http.auth import DEV_KEY, DEV_TOKEN
 from warren.service.keys_cli import entry
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 log = logging.getLogger("warren.dev")
 
 
-def run_dev(port: int | None) -> int:
+def run_dev(settings: Settings, app: App, port: int | None) -> int:
     """Gateway and one consumer per known queue, as child processes; Ctrl-C stops them all.
 
     Exits 0 only when stopped by a signal and every child then stopped cleanly;
     a child that exits on its own (e.g. a consumer with a missing handler) stops
     the others and makes the exit status 1. Children that outlive their grace
-    are killed, so the supervisor itself never hangs.
+    are killed, so the supervisor itself never hangs. The children serve ``app``
+    (``settings.app``, handed on in ``WARREN_APP``).
     """
-    settings = Settings()
     _use_dev_key(settings)
+    if settings.app:
+        os.environ["WARREN_APP"] = settings.app  # inherited by the children
     me = [sys.executable, "-m", "warren"]
     commands = [[*me, "gateway", *(["--port", str(port)] if port else [])]]
     # One machine, several consumers: each gets its own health port, counting up.
@@ -44,7 +46,7 @@ def run_dev(port: int | None) -> int:
             "--health-port",
             str(settings.health_port + i if settings.health_port else 0),
         ]
-        for i, q in enumerate(CATALOG.queues)
+        for i, q in enumerate(app.catalog.queues)
     ]
     children = _Children(stop_timeout=settings.consumer_grace_seconds + 10)
     # Handlers first: a signal while children are being started must still stop them all.

@@ -16,8 +16,9 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from warren.service.apps import load_app
 from warren.service.http.auth import SCOPES, ApiKey, hash_token, new_token
-from warren.service.tasks import CATALOG
+from warren.service.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     new.add_argument("--types", help="task types it may submit, comma-separated (default: all)")
     new.add_argument("--rate", type=float, help="its requests/s (overrides the setting)")
     new.add_argument("--burst", type=int, help="its burst (overrides the setting)")
+    new.add_argument("--app", help="the app whose task types --types names (default: WARREN_APP)")
     k.set_defaults(func=cmd_keys)
 
 
@@ -38,8 +40,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def new_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     types = _split(args.types) if args.types else None
-    if types is not None and (unknown := set(types) - set(CATALOG)):
-        print(f"error: unknown task types {sorted(unknown)}; known: {sorted(CATALOG)}", file=err)
+    known = load_app(args.app or Settings().app).catalog
+    if types is not None and (unknown := set(types) - set(known)):
+        print(f"error: unknown task types {sorted(unknown)}; known: {sorted(known)}", file=err)
         return 2
     token = new_token(args.id)
     try:

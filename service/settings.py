@@ -26,6 +26,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WARREN_", extra="ignore", frozen=True)
 
+    app: str | None = Field(
+        None,
+        description="The app whose task types this process serves: `module[:attribute]` of a "
+        "`warren.App` (`--app` on the command line wins). Unset: the built-in `diag.*` only.",
+    )
+
     # --- broker ------------------------------------------------------------
     broker_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/",
@@ -264,28 +270,7 @@ class Settings(BaseSettings):
         "then link to their trace.",
     )
 
-    # --- example handlers --------------------------------------------------
-    smtp_host: str = Field("127.0.0.1", description="SMTP server for `email.send`.")
-    smtp_port: int = Field(1025, ge=1, le=65535, description="SMTP port for `email.send`.")
-    smtp_sender: str = Field(
-        "warren@localhost", description="Envelope sender address of `email.send`."
-    )
-    smtp_timeout_seconds: float = Field(10.0, gt=0, description="SMTP connect/command timeout.")
-    webhook_signing_secret: SecretStr = Field(
-        SecretStr("change-me"),
-        description="HMAC-SHA256 key that signs `webhook.deliver` requests.",
-    )
-    webhook_timeout_seconds: float = Field(
-        10.0, gt=0, description="Timeout of one `webhook.deliver` HTTP request."
-    )
-    media_root: Path = Field(
-        Path("var/media"),
-        description="Directory `media.thumbnail` reads local images from and writes "
-        "thumbnails to; paths outside it are refused.",
-    )
-    media_max_source_bytes: int = Field(
-        20_000_000, ge=1, description="Largest image `media.thumbnail` downloads or reads."
-    )
+    # --- handlers' outbound HTTP ----------------------------------------------
     outbound_allow_private_networks: bool = Field(
         False,
         description="Let handlers' HTTP requests (`webhook.deliver`, `media.thumbnail`) reach "

@@ -17,16 +17,15 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.demo import CATALOG, REGISTRY
 from tests.processes import Child, settings_env
 from tests.support import Events, capture_events
-from warren.consumers.handlers import REGISTRY
 from warren.consumers.registry import Registry
 from warren.consumers.runner import Consumer
 from warren.service import topology
 from warren.service.contracts import Catalog
 from warren.service.http.app import create_app
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 BROKER_URL = os.environ.get("WARREN_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 FAST_TIERS = (0.2, 0.5, 1.0)
@@ -53,6 +52,7 @@ def make_settings(**overrides: Any) -> Settings:
         "outbound_allow_private_networks": True,  # webhook and media receivers run here
         "auth_disabled": True,  # tests/test_auth.py turns API keys on
         "running_event_delay_seconds": 0.0,  # many tests count `running` events as starts
+        "app": "examples.demo.tasks",  # the repository's example app (tests.demo)
     }
     values.update(overrides)
     return Settings(**values)

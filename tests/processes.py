@@ -21,7 +21,13 @@ __all__ = ["REPO", "Child", "free_port", "ready", "settings_env", "until"]
 
 
 def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    return settings.child_environment(**overrides)
+    """A child's environment: ``settings`` with ``overrides`` of its fields, and variables
+    given in capitals (``DEMO_SMTP_PORT="25"``, an app's own settings) set as they are."""
+    raw = {k: str(v) for k, v in overrides.items() if k.isupper()}
+    fields = {k: v for k, v in overrides.items() if not k.isupper()}
+    if unknown := set(fields) - set(Settings.model_fields):
+        raise TypeError(f"not Warren settings: {sorted(unknown)}")
+    return settings.child_environment(**fields) | raw
 
 
 class Child(Proc):

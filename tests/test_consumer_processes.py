@@ -220,7 +220,12 @@ async def test_a_blocked_sync_handler_does_not_hold_the_exit_past_the_grace(
         mail = {"to": ["a@example.com"], "subject": "hi", "text": "hello"}
         [task] = await publish(connection, settings, [mail], "email.send", "email")
         proc = consumer(
-            spawn, "email", 2, consumer_grace_seconds=1.0, smtp_port=port, smtp_timeout_seconds=30.0
+            spawn,
+            "email",
+            2,
+            consumer_grace_seconds=1.0,
+            DEMO_SMTP_PORT=port,
+            DEMO_SMTP_TIMEOUT_SECONDS=30.0,
         )
         await events.wait_for(lambda _: task in task_ids(events, "running"))
 

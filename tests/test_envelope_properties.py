@@ -30,9 +30,9 @@ from pamqp import commands
 from pamqp.header import ContentHeader
 
 from tests.conftest import make_settings
+from tests.demo import CATALOG, REGISTRY
 from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
-from warren.consumers.handlers import REGISTRY
 from warren.service.contracts import QUEUE_NAME, TASK_NAME
 from warren.service.envelope import (
     CONTENT_TYPE,
@@ -52,7 +52,6 @@ from warren.service.envelope import (
     Envelope,
 )
 from warren.service.errors import DecodeError
-from warren.service.tasks import CATALOG
 
 PROPERTIES = settings(
     max_examples=200,

@@ -40,11 +40,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import make_settings
+from tests.demo import CATALOG
 from warren.service import topology
 from warren.service.http.app import create_app
 from warren.service.http.auth import OPEN_PATHS, hash_token
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 pytestmark = pytest.mark.timeout(180)
 

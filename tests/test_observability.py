@@ -229,8 +229,7 @@ async def test_metrics_move_by_exactly_what_happened(
 async def test_consumer_serves_health_readiness_and_queue_depths(
     settings: Settings, channel: AbstractChannel
 ) -> None:
-    from warren.consumers.handlers import REGISTRY
-    from warren.service.tasks import CATALOG
+    from tests.demo import CATALOG, REGISTRY
 
     port = free_port()
     consumer = Consumer(settings, CATALOG, REGISTRY, "diag", concurrency=2, health_port=port)

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from tests.conftest import make_settings
+from tests.demo import CATALOG
 from warren.service.http.app import create_app
 from warren.service.http.auth import hash_token, new_token
 from warren.service.http.openapi import openapi_document
-from warren.service.tasks import CATALOG
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}

@@ -11,8 +11,8 @@ from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel
 
 from tests.conftest import make_settings
+from tests.demo import CATALOG, REGISTRY
 from tests.support import queue_counts
-from warren.consumers.handlers import REGISTRY
 from warren.consumers.registry import Registry, handles
 from warren.consumers.runner import Consumer
 from warren.service import topology
@@ -20,7 +20,6 @@ from warren.service.cli import main, settings_markdown
 from warren.service.contracts import TaskContract
 from warren.service.errors import ConfigurationError
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -78,7 +77,7 @@ def test_every_name_starts_with_the_namespace(settings: Settings) -> None:
 
 
 def test_topology_export_prints_definitions(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["topology", "export"]) == 0
+    assert main(["topology", "export", "--app", "examples.demo.tasks"]) == 0
     definitions = json.loads(capsys.readouterr().out)
     shape = topology.build(Settings(), CATALOG.queues)
     assert definitions == shape.to_definitions()

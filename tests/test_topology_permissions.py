@@ -15,11 +15,11 @@ import sys
 import pytest
 from aio_pika.abc import AbstractChannel
 
+from tests.demo import CATALOG
 from tests.processes import REPO
 from warren.service import topology
 from warren.service.errors import ConfigurationError
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 NS = topology.Names("shop-1")
 

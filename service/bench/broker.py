@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from warren.service import topology
 from warren.service.envelope import Envelope, new_task_id
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
+from warren.service.tasks import BUILTIN_CATALOG
 
 PUBLISH_WINDOW = 500  # confirms in flight while pre-filling (pipelined, never one at a time)
 ECHO_BODY = b'{"message":"bench"}'
@@ -94,7 +94,7 @@ class BenchBroker:
             await queue.bind(bind[0], bind[1])
 
     async def declare_warren(self, settings: Settings) -> topology.Topology:
-        shape = topology.build(settings, CATALOG.queues)
+        shape = topology.build(settings, BUILTIN_CATALOG.queues)
         await topology.declare(self.channel, shape)
         return shape
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from warren.service import topology
 from warren.service.amqp import Publisher, connect
+from warren.service.apps import load_app
 from warren.service.contracts import Catalog
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
@@ -25,7 +26,6 @@ from warren.service.http.ratelimit import rate_limit_middleware
 from warren.service.http.task_views import add_task_routes
 from warren.service.http.tracing import server_span_middleware
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG as DEFAULT_CATALOG
 from warren.service.telemetry import setup_telemetry
 
 
@@ -51,7 +51,9 @@ def server_limits(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, catalog: Catalog = DEFAULT_CATALOG) -> web.Application:
+def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Application:
+    """The gateway of ``catalog``, by default that of the app ``settings.app`` names."""
+    catalog = catalog or load_app(settings.app).catalog
     setup_telemetry(settings, "gateway")
     # The SERVER span is outermost: it sees the status the problem middleware answered with.
     middlewares = [server_span_middleware, problem_middleware]

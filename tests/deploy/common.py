@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from examples.demo.settings import DemoSettings
+from warren.service.apps import load_app
 from warren.service.cli import parser
 from warren.service.settings import Settings
 
@@ -32,6 +34,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 RABBITMQ = DEPLOY / "rabbitmq"
 
 SETTING_NAMES = frozenset(f"WARREN_{name.upper()}" for name in Settings.model_fields)
+DEMO_SETTING_NAMES = frozenset(f"DEMO_{name.upper()}" for name in DemoSettings.model_fields)
 
 
 # libyaml's loader when PyYAML has it (its wheels do): the pure-Python one is slow.
@@ -61,7 +64,18 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     assert not unknown, f"not settings of service/settings.py: {sorted(unknown)}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "environ", {k: str(v) for k, v in env.items()})
-        return Settings()
+        settings = Settings()
+    assert load_app(settings.app).catalog, "WARREN_APP names an importable app"
+    return settings
+
+
+def demo_settings_from(env: Mapping[str, str]) -> DemoSettings:
+    """The example app's settings from ``env``; a misspelt ``DEMO_*`` name fails the test."""
+    unknown = {k for k in env if k.startswith("DEMO_")} - DEMO_SETTING_NAMES
+    assert not unknown, f"not settings of examples/demo/settings.py: {sorted(unknown)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", {k: str(v) for k, v in env.items()})
+        return DemoSettings()
 
 
 def parse_command(argv: list[str]) -> Any:

@@ -20,9 +20,12 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
+from examples.demo.settings import DemoSettings
+from tests.demo import CATALOG
 from tests.deploy.common import (
     COMPOSE,
     REPO,
+    demo_settings_from,
     json_array,
     load_yaml,
     parse_command,
@@ -32,15 +35,13 @@ from tests.deploy.common import (
 from tests.deploy.test_rabbitmq import conf_values
 from warren.service.http.auth import DEV_KEY
 from warren.service.keys_cli import entry
-from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 SCHEMA = json.loads((REPO / "tests" / "deploy" / "compose-spec.schema.json").read_text())
 WARREN_IMAGE = "warren:local"
 # Credentials compose.yaml may contain: the local defaults of each image, nothing else.
 LOCAL_DEFAULTS = {
     "broker password": "guest",
-    "WARREN_WEBHOOK_SIGNING_SECRET": "change-me",
+    "DEMO_WEBHOOK_SIGNING_SECRET": "change-me",
     "POSTGRES_PASSWORD": "warren",
     # The gateway's key is the dev-only one whose token the README prints (`warren dev`'s).
     "WARREN_API_KEYS": json.dumps([entry(DEV_KEY)]),
@@ -133,10 +134,12 @@ def test_warren_service_environment_is_settings(name: str) -> None:
     assert broker.hostname == "rabbitmq" and broker.port == 5672
     assert broker.password == LOCAL_DEFAULTS["broker password"]
     assert settings.otel_endpoint == "http://jaeger:4318"
-    assert settings.smtp_host == "smtp" and settings.smtp_port == SMTP_CATCHER_PORT
+    assert settings.app == "examples.demo.tasks"
+    demo = demo_settings_from(service_env(service))
+    assert demo.smtp_host == "smtp" and demo.smtp_port == SMTP_CATCHER_PORT
     assert (
-        settings.webhook_signing_secret.get_secret_value()
-        == (LOCAL_DEFAULTS["WARREN_WEBHOOK_SIGNING_SECRET"])
+        demo.webhook_signing_secret.get_secret_value()
+        == (LOCAL_DEFAULTS["DEMO_WEBHOOK_SIGNING_SECRET"])
     )
     assert settings.otel_service_name == f"warren-{name}"
     depends = service["depends_on"]
@@ -233,7 +236,7 @@ def test_bind_mounts_and_named_volumes_exist() -> None:
 
 def test_media_consumer_writes_to_a_volume_the_image_user_owns() -> None:
     media = consumers()["media"]
-    root = str(settings_from(service_env(media)).media_root)
+    root = str(demo_settings_from(service_env(media)).media_root)
     assert any(v.split(":")[1] == root for v in media["volumes"])
     assert root in " ".join(read_dockerfile().final.all("RUN"))  # created and chowned there
 
@@ -262,4 +265,4 @@ def test_no_credentials_beyond_the_local_defaults() -> None:
 
 def test_every_setting_default_left_in_place_is_a_local_default() -> None:
     """Sanity of the comparison above: the settings default secret is not a real secret."""
-    assert Settings().webhook_signing_secret.get_secret_value() == "change-me"
+    assert DemoSettings().webhook_signing_secret.get_secret_value() == "change-me"

@@ -38,16 +38,23 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from PIL import Image
 
+from examples.demo.handlers.webhook import verify
 from tests.conftest import BROKER_URL
-from tests.deploy.common import json_array, parse_command, read_dockerfile, settings_from
+from tests.demo import CATALOG
+from tests.deploy.common import (
+    REPO,
+    demo_settings_from,
+    json_array,
+    parse_command,
+    read_dockerfile,
+    settings_from,
+)
 from tests.deploy.test_compose import service_env, warren_services
 from tests.deploy.test_grafana import HISTOGRAM_SERIES, dashboard_metrics
 from tests.support import Events, capture_events
-from warren.consumers.handlers.webhook import verify
 from warren.service import topology
 from warren.service.http.auth import DEV_TOKEN
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 pytestmark = pytest.mark.slow
 
@@ -128,10 +135,12 @@ def as_local_process(
     assert env["WARREN_HTTP_HOST"] == "0.0.0.0"
     env["WARREN_HTTP_HOST"] = "127.0.0.1"
     env["WARREN_NAMESPACE"] = namespace
-    assert env["WARREN_SMTP_HOST"] == "127.0.0.1"
-    env["WARREN_SMTP_PORT"] = str(smtp_port)
+    assert env["DEMO_SMTP_HOST"] == "127.0.0.1"
+    env["DEMO_SMTP_PORT"] = str(smtp_port)
     media = tmp_path / "media"
-    env["WARREN_MEDIA_ROOT"] = str(media)
+    env["DEMO_MEDIA_ROOT"] = str(media)
+    # The image finds the example app on its PYTHONPATH; here it is the repository.
+    env["PYTHONPATH"] = str(REPO)
     args = parse_command(compose_service["command"])
     port = free_port()
     if args.command == "gateway":
@@ -335,7 +344,8 @@ async def exercise(
 
         # The webhook was signed with the file's secret, and the mail reached "smtp".
         [(headers, body)] = receiver.requests
-        secret = settings.webhook_signing_secret.get_secret_value().encode()
+        demo = demo_settings_from(services[0].env)
+        secret = demo.webhook_signing_secret.get_secret_value().encode()
         assert verify(
             secret, int(headers["X-Warren-Timestamp"]), body, headers["X-Warren-Signature"]
         )

@@ -86,8 +86,13 @@ def test_final_stage_runs_warren_as_an_unprivileged_user_without_build_tools() -
     assert final.name is None or final.name != "build"
     runs = " ".join(final.all("RUN"))
     assert not [tool for tool in BUILD_TOOLS if tool in runs], runs
-    # Only the finished virtualenv comes over from the build stage.
-    assert final.all("COPY") == ["--from=build /opt/venv /opt/venv"]
+    # Only the finished virtualenv comes over from the build stage, and the example app.
+    assert final.all("COPY") == [
+        "--from=build /opt/venv /opt/venv",
+        "--from=build /src/examples /opt/warren-apps/examples",
+    ]
+    env = " ".join(final.all("ENV"))
+    assert "PYTHONPATH=/opt/warren-apps" in env and "WARREN_APP=examples.demo.tasks" in env
     [user] = final.all("USER")
     assert user.split(":")[0] not in ("root", "0")
     last_run = max(i for i, (kw, _) in enumerate(final.instructions) if kw == "RUN")
@@ -188,10 +193,14 @@ def build_inputs() -> set[str]:
     return {"pyproject.toml", PYPROJECT["project"]["readme"]} | packages | linked
 
 
+# The example app the image runs by default: copied beside the package, not installed by pip.
+EXAMPLE_APP = "examples"
+
+
 def test_build_stage_copies_exactly_the_build_inputs() -> None:
     build = read_dockerfile().stages[0]
     sources = {src for line in build.all("COPY") for src in line.split()[:-1]}
-    assert sources == build_inputs()
+    assert sources == build_inputs() | {EXAMPLE_APP}
 
 
 # --- .dockerignore -----------------------------------------------------------------------------
@@ -241,7 +250,7 @@ def repository_files() -> list[str]:
 
 def test_dockerignore_sends_exactly_the_build_inputs() -> None:
     rules = dockerignore_rules()
-    inputs = build_inputs()
+    inputs = build_inputs() | {EXAMPLE_APP}
     for path in repository_files():
         needed = path.split("/")[0] in inputs and "__pycache__" not in path
         assert in_context(path, rules) == needed, path

@@ -31,10 +31,13 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
+from tests.demo import CATALOG
 from tests.deploy.common import (
+    DEMO_SETTING_NAMES,
     KUBERNETES,
     RABBITMQ,
     SETTING_NAMES,
+    demo_settings_from,
     load_yaml,
     load_yaml_documents,
     parse_command,
@@ -43,7 +46,6 @@ from tests.deploy.common import (
 )
 from tests.deploy.test_rabbitmq import conf_values, script_policies
 from warren.service import topology
-from warren.service.tasks import CATALOG
 from warren.service.topology import Names
 
 MIN_KUBERNETES = "1.29.0"
@@ -99,7 +101,7 @@ def warren_containers() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
 
 def container_env(container: dict[str, Any]) -> dict[str, str]:
     """What the container's process sees: the image's ENV, envFrom sources, its own env."""
-    env = {k: v for k, v in read_dockerfile().env().items() if k.startswith("WARREN_")}
+    env = {k: v for k, v in read_dockerfile().env().items() if k.startswith(("WARREN_", "DEMO_"))}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env.update(of_kind("ConfigMap")[source["configMapRef"]["name"]]["data"])
@@ -378,10 +380,12 @@ def test_policy_resource_is_the_policy_script(tmp_path: Path) -> None:
 
 
 def test_settings_are_settings() -> None:
-    assert set(config()) <= SETTING_NAMES
+    assert set(config()) <= SETTING_NAMES | DEMO_SETTING_NAMES
     for _, container in warren_containers():
         parse_command(container["args"])
+        demo_settings_from(container_env(container))  # the example app's, named right
         settings = settings_from(container_env(container))
+        assert settings.app == "examples.demo.tasks"
         assert settings.http_host == "0.0.0.0"
         assert settings.queue_type == "quorum"
         assert settings.otel_endpoint and urlsplit(settings.otel_endpoint).port == 4318
@@ -475,5 +479,5 @@ def test_containers_run_unprivileged_as_the_image_user() -> None:
 
 def test_media_consumer_has_a_writable_media_root() -> None:
     _, container = consumer_deployments()["media"]
-    root = str(settings_from(container_env(container)).media_root)
+    root = str(demo_settings_from(container_env(container)).media_root)
     assert root in {m["mountPath"] for m in container["volumeMounts"]}

@@ -20,15 +20,17 @@ from typing import Any
 
 import pytest
 
+from tests.demo import CATALOG
 from tests.deploy.common import RABBITMQ, REPO
 from warren.service import topology
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 
 # Definitions file → the WARREN_* environment `warren topology export` runs with.
+# The definitions are those of the example app, which the deploy files run (WARREN_APP).
+APP = {"WARREN_APP": "examples.demo.tasks"}
 FLAVOURS = {
-    "definitions.json": {},
-    "definitions.quorum.json": {"WARREN_QUEUE_TYPE": "quorum"},
+    "definitions.json": APP,
+    "definitions.quorum.json": {**APP, "WARREN_QUEUE_TYPE": "quorum"},
 }
 # Policy keys RabbitMQ accepts for queues (the subset a Warren policy may use).
 POLICY_KEYS = {

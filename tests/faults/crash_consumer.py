@@ -26,11 +26,12 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from warren.consumers.acks import Acks
 from warren.consumers.context import TaskContext
-from warren.consumers.handlers import REGISTRY
+from warren.consumers.handlers import BUILTIN_REGISTRY as REGISTRY
 from warren.consumers.registry import Handler, Registry, handles
 from warren.consumers.runner import run
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG, EchoPayload, diag_echo
+from warren.service.tasks import BUILTIN_CATALOG as CATALOG
+from warren.service.tasks import EchoPayload, diag_echo
 
 CRASH_MARKER = "crash"
 

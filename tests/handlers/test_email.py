@@ -20,11 +20,11 @@ from uuid import uuid4
 import pytest
 from aiosmtpd.controller import Controller
 
+from examples.demo.handlers.email import send
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import EmailPayload
 from warren.consumers.context import Resources, TaskContext
-from warren.consumers.handlers.email import send
 from warren.service.errors import Permanent
-from warren.service.settings import Settings
-from warren.service.tasks import EmailPayload
 
 SENDER = "warren@example.test"
 
@@ -99,7 +99,7 @@ def make_ctx(resources: Resources, port: int, task_id: str | None = None) -> Tas
         trace_id=None,
         redelivered=False,
         worker="test",
-        settings=Settings(
+        settings=DemoSettings(
             smtp_host="127.0.0.1", smtp_port=port, smtp_sender=SENDER, smtp_timeout_seconds=5
         ),
         resources=resources,

@@ -21,11 +21,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import ExifTags, Image
 
+from examples.demo.handlers.media import MediaSourceError, thumbnail
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import ThumbnailPayload
 from warren.consumers.context import Resources, TaskContext
-from warren.consumers.handlers.media import MediaSourceError, thumbnail
 from warren.service.errors import Permanent
-from warren.service.settings import Settings
-from warren.service.tasks import ThumbnailPayload
 
 MAX_BYTES = 200_000
 
@@ -61,7 +61,7 @@ def make_ctx(resources: Resources, media_root: Path) -> TaskContext:
         trace_id=None,
         redelivered=False,
         worker="test",
-        settings=Settings(media_root=media_root, media_max_source_bytes=MAX_BYTES),
+        settings=DemoSettings(media_root=media_root, media_max_source_bytes=MAX_BYTES),
         resources=resources,
     )
 

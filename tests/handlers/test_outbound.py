@@ -16,13 +16,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from examples.demo.handlers.webhook import deliver
 from tests.conftest import StartConsumer, make_settings
 from tests.handlers.test_media import make_thumbnail
 from tests.handlers.test_webhook import make_ctx, payload
 from tests.support import Events
 from warren.consumers import outbound
 from warren.consumers.context import Resources
-from warren.consumers.handlers.webhook import deliver
 from warren.service.errors import Permanent
 from warren.service.settings import Settings
 

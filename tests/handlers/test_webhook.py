@@ -23,11 +23,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
+from examples.demo.handlers.webhook import WebhookError, deliver, parse_retry_after, sign, verify
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import WebhookPayload
 from warren.consumers.context import Resources, TaskContext
-from warren.consumers.handlers.webhook import WebhookError, deliver, parse_retry_after, sign, verify
 from warren.service.errors import Permanent, Retry
-from warren.service.settings import Settings
-from warren.service.tasks import WebhookPayload
 
 SECRET = "s3cret-for-tests"
 
@@ -86,7 +86,7 @@ def make_ctx(resources: Resources, timeout: float = 5.0) -> TaskContext:
         trace_id=None,
         redelivered=False,
         worker="test",
-        settings=Settings(
+        settings=DemoSettings(
             webhook_signing_secret=SecretStr(SECRET), webhook_timeout_seconds=timeout
         ),
         resources=resources,

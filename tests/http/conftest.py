@@ -17,11 +17,11 @@ from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import BROKER_URL, make_settings
+from tests.demo import CATALOG
 from tests.http.support import Client
 from warren.service import topology
 from warren.service.http.app import create_app
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 from warren.service.topology import Topology
 
 

@@ -9,9 +9,9 @@ from aio_pika.abc import AbstractChannel
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from tests.demo import CATALOG
 from tests.support import message_count
 from warren.service.http.problems import PROBLEM_JSON
-from warren.service.tasks import CATALOG
 from warren.service.topology import Topology
 
 Client = TestClient[Any, Any]

@@ -25,11 +25,11 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp import ClientResponse
 
+from tests.demo import CATALOG
 from tests.http.support import VALID, Client, assert_nothing_published_and_alive, assert_problem
 from tests.support import message_count
 from warren.service.http.submission import MAX_JSON_DEPTH
 from warren.service.settings import Settings
-from warren.service.tasks import CATALOG
 from warren.service.topology import Topology
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

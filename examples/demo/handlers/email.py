@@ -19,10 +19,9 @@ import smtplib
 from email.message import EmailMessage
 from typing import Any
 
-from warren.consumers.context import TaskContext
-from warren.consumers.registry import handles
-from warren.service.errors import Permanent
-from warren.service.tasks import EmailPayload, email_send
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import EmailPayload, email_send
+from warren import Permanent, TaskContext, handles
 
 PERMANENT_REPLY = 500  # SMTP reply codes 5yz: "permanent negative completion"
 
@@ -46,7 +45,7 @@ def build_message(payload: EmailPayload, *, sender: str, task_id: str) -> EmailM
 @handles(email_send)
 def send(payload: EmailPayload, ctx: TaskContext) -> dict[str, Any]:
     """Send the mail; return the accepted recipients (and any refused ones) and its id."""
-    settings = ctx.settings
+    settings: DemoSettings = ctx.settings
     message = build_message(payload, sender=settings.smtp_sender, task_id=ctx.task_id)
     try:
         refused = _deliver(

@@ -25,10 +25,9 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import orjson
 
-from warren.consumers.context import TaskContext
-from warren.consumers.registry import handles
-from warren.service.errors import Permanent, Retry
-from warren.service.tasks import WebhookPayload, webhook_deliver
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import WebhookPayload, webhook_deliver
+from warren import Permanent, Retry, TaskContext, handles
 
 SIGNATURE_PREFIX = "sha256="
 MAX_RESPONSE_BYTES = 64 * 1024  # read (and drop) at most this much of an answer
@@ -70,9 +69,10 @@ def verify(
 @handles(webhook_deliver)
 async def deliver(payload: WebhookPayload, ctx: TaskContext) -> dict[str, int]:
     """POST the event once; return the receiver's status, or raise to retry or give up."""
+    settings: DemoSettings = ctx.settings
     body = _body(payload, ctx.task_id)
     timestamp = int(time.time())
-    secret = ctx.settings.webhook_signing_secret.get_secret_value().encode()
+    secret = settings.webhook_signing_secret.get_secret_value().encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -80,7 +80,7 @@ async def deliver(payload: WebhookPayload, ctx: TaskContext) -> dict[str, int]:
         "X-Warren-Timestamp": str(timestamp),
         "X-Warren-Signature": sign(secret, timestamp, body),
     }
-    timeout = aiohttp.ClientTimeout(total=ctx.settings.webhook_timeout_seconds)
+    timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
     await ctx.resources.check_destination(str(payload.url))
     try:
         async with ctx.resources.http.post(

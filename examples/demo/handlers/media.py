@@ -27,10 +27,9 @@ from typing import Any
 import aiohttp
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from warren.consumers.context import TaskContext
-from warren.consumers.registry import handles
-from warren.service.errors import Permanent
-from warren.service.tasks import ThumbnailPayload, media_thumbnail
+from examples.demo.settings import DemoSettings
+from examples.demo.tasks import ThumbnailPayload, media_thumbnail
+from warren import Permanent, TaskContext, handles
 
 THUMBNAIL_DIR = "thumbnails"
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -59,8 +58,9 @@ class MediaSourceError(Exception):
 @handles(media_thumbnail)
 async def thumbnail(payload: ThumbnailPayload, ctx: TaskContext) -> dict[str, Any]:
     """Write the thumbnail of ``payload.source``; return where, its size and its format."""
-    root = ctx.settings.media_root.resolve()
-    limit = ctx.settings.media_max_source_bytes
+    settings: DemoSettings = ctx.settings
+    root = settings.media_root.resolve()
+    limit = settings.media_max_source_bytes
     if is_url(payload.source):
         await ctx.resources.check_destination(payload.source)
         data = await download(ctx.resources.http, payload.source, limit)

@@ -1,0 +1,1 @@
+"""The example app's handlers, one module per area; only its consumers import them."""

@@ -1,0 +1,10 @@
+"""The repository's example app as the tests use it: its catalogue (diag.* included) and its
+handlers, with the app's settings read from ``DEMO_*`` as a consumer would."""
+
+from __future__ import annotations
+
+from examples.demo.tasks import app as DEMO_APP
+from warren.consumers.loader import registry_of
+
+CATALOG = DEMO_APP.catalog
+REGISTRY = registry_of(DEMO_APP)
