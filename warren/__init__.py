@@ -25,6 +25,23 @@ Then ``warren dev --app myshop.tasks``, or ``warren gateway --app myshop.tasks``
 
 from __future__ import annotations
 
+# --- client ---
+from warren.client import AsyncClient as AsyncClient
+from warren.client import BadRequest as BadRequest
+from warren.client import Client as Client
+from warren.client import Conflict as Conflict
+from warren.client import ConnectionFailed as ConnectionFailed
+from warren.client import Forbidden as Forbidden
+from warren.client import NotFound as NotFound
+from warren.client import ProblemError as ProblemError
+from warren.client import RateLimited as RateLimited
+from warren.client import ServerError as ServerError
+from warren.client import TaskFailed as TaskFailed
+from warren.client import Unauthorized as Unauthorized
+from warren.client import Unavailable as Unavailable
+from warren.client import ValidationFailed as ValidationFailed
+from warren.client import WaitTimeout as WaitTimeout
+from warren.client import WarrenError as WarrenError
 from warren.consumers.context import TaskContext
 from warren.consumers.registry import handles
 from warren.service.apps import App

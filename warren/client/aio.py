@@ -1,0 +1,222 @@
+"""``AsyncClient``: Warren's HTTP API from asyncio code (aiohttp or ASGI apps, workers).
+
+The same surface as ``Client``, method for method, each a coroutine (``list`` and
+``events`` are async iterators); both build their requests
+and read their answers in the shared ``_core``, ``_calls``, ``_submission`` and
+``_events``, and differ only in how they send them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+import httpx
+import tenacity
+
+from warren.client._calls import (
+    Filters,
+    Pager,
+    StatusFilter,
+    WaitClock,
+    cancel_call,
+    get_call,
+    outcome,
+    page_call,
+    task_path,
+)
+from warren.client._core import Call, Config, RetryPolicy, connection_failed
+from warren.client._events import EventStream
+from warren.client._submission import Payload, submit_call
+from warren.client.models import TaskAccepted, TaskPage, TaskRecord
+from warren.service.contracts import TaskContract
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """A connection pool to one Warren gateway; use it as an async context manager, or
+    ``await aclose()`` it.
+
+    ``url`` is the gateway's base URL, ``token`` an API key (``wrn_<id>_<secret>``,
+    sent as ``Authorization: Bearer``). ``timeout`` bounds connecting and each read
+    (long-polls and event streams get longer reads of their own). ``retry`` says
+    which failures are retried and for how long (see ``RetryPolicy``); ``headers``
+    are added to every request (e.g. ``X-Warren-Client`` for a gateway without keys).
+
+    Every error answer raises a ``ProblemError`` subclass carrying its ``code``, and a
+    request that got no answer raises ``ConnectionFailed``: see ``warren.client.errors``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config = Config(url, token, timeout, retry or RetryPolicy(), dict(headers or {}))
+        self._http = httpx.AsyncClient(**self._config.http_options())
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self._config.url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        task: str | TaskContract[Any],
+        payload: Payload,
+        *,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        priority: int | None = None,
+        idempotency_key: str | bool | None = None,
+    ) -> TaskAccepted:
+        """Submit a task; the accepted task (``.id``, ``.trace_id``) once the broker has it.
+
+        ``task`` is a type name (``"email.send"``) or its ``TaskContract``: given the
+        contract, ``payload`` (a dict or the contract's model) and the options are
+        validated first, and a bad one raises ``ValidationFailed`` with no request sent.
+        ``idempotency_key`` (a string, or ``True`` to generate one) makes the call safe
+        to repeat: the gateway answers a repeat with the original task
+        (``.replayed``), and the client retries it after a broken connection too.
+        """
+        call = submit_call(
+            task,
+            payload,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        return await self._do(call)
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """The task's record now; ``NotFound`` for an unknown task or another client's."""
+        return await self._do(get_call(task_id))
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> TaskRecord:
+        """The task's record once final (succeeded, dead or cancelled), long-polling.
+
+        ``timeout`` (seconds; None: no limit) bounds the whole wait; past it,
+        ``WaitTimeout`` carries the last record seen.
+        """
+        clock = WaitClock(timeout)
+        while True:
+            record = await self._do(get_call(task_id, clock.poll_seconds()))
+            if clock.done(record):
+                return record
+
+    async def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The handler's result once the task succeeded; ``TaskFailed`` if it died or was
+        cancelled, ``WaitTimeout`` if not final within ``timeout``."""
+        return outcome(await self.wait(task_id, timeout))
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a task not finished yet; the record (``cancel_requested_at`` set).
+
+        A queued or retrying task is skipped, a running one stopped if it can be; the
+        record turns ``cancelled`` when a consumer acted. ``Conflict`` once finished.
+        """
+        return await self._do(cancel_call(task_id))
+
+    async def list_page(
+        self,
+        *,
+        status: StatusFilter = None,
+        type: str | None = None,
+        queue: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of tasks, newest first; pass its ``next_cursor`` as ``cursor`` for the next.
+
+        ``status`` is one status or several (any of them matches), ``since`` a time
+        with its UTC offset, ``limit`` the page size (the gateway's default: 50).
+        """
+        filters = Filters(status, type, queue, since)
+        return await self._do(page_call(filters, limit, cursor))
+
+    async def list(
+        self,
+        *,
+        status: StatusFilter = None,
+        type: str | None = None,
+        queue: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[TaskRecord, None]:
+        """Every task matching the filters (as ``list_page``), newest first, page by page.
+
+        Pages are fetched as the iteration reaches them; ``limit`` stops after that many.
+        """
+        pager = Pager(Filters(status, type, queue, since), limit, page_size)
+        while (call := pager.next_call()) is not None:
+            for record in pager.take(await self._do(call)):
+                yield record
+
+    async def events(self, task_id: str) -> AsyncGenerator[TaskRecord, None]:
+        """The task's record now and at each change (Server-Sent Events), until it is final.
+
+        A stream that breaks is reopened where it was (records are never repeated).
+        To leave early, iterate inside ``contextlib.aclosing(...)``: the stream's
+        connection is then released at once rather than when the generator is collected.
+        """
+        stream = EventStream(task_path(task_id, "/events"), self._config.retry.attempts)
+        while not stream.done:
+            response = await self._do(stream.call(), stream=True)
+            try:
+                stream.opened(response)
+                async for record in self._records(stream, response):
+                    yield record
+            finally:
+                await response.aclose()
+
+    async def _records(
+        self, stream: EventStream, response: httpx.Response
+    ) -> AsyncGenerator[TaskRecord, None]:
+        try:
+            async for line in response.aiter_lines():
+                if (record := stream.feed(line)) is not None:
+                    yield record
+                    if stream.done:
+                        return
+        except httpx.TransportError as exc:
+            stream.broken(exc)
+            return
+        if not stream.done:
+            stream.broken(None)
+
+    async def _do(self, call: Call[T], *, stream: bool = False) -> T:
+        """Send ``call`` under the retry policy; its answer, read by the call."""
+        async for attempt in tenacity.AsyncRetrying(**self._config.retry.arguments(call)):
+            with attempt:
+                return await self._once(call, stream)
+        raise AssertionError("unreachable: tenacity reraises")
+
+    async def _once(self, call: Call[T], stream: bool) -> T:
+        try:
+            request = self._config.request(self._http, call)
+            response = await self._http.send(request, stream=stream)
+            if stream and response.is_error:  # the problem body, then the connection back
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TransportError as exc:
+            raise connection_failed(exc, self._config.url) from exc
+        return call.read(response)
