@@ -1,51 +1,49 @@
-"""``warren tasks``: follow tasks through the gateway's API — get, list, watch, cancel.
+"""``warren tasks``: submit and follow tasks through the gateway's API — submit, get, list,
+watch, cancel.
 
-It talks HTTP only (``--url``, default the configured gateway address), so it
-works against any replica and needs neither the broker nor the store.
-Output is readable tables; ``--json`` prints the API's JSON instead. Exit
-status: 0 done (``watch``: the task succeeded), 1 the API said no (not
-found, conflict; ``watch``: the task ended dead or cancelled), 2 the gateway
-could not be reached. Times are UTC. The API key's token comes from ``--token`` or
-``WARREN_API_TOKEN`` (a client's variable, not a gateway setting).
+It is a thin shell over ``warren.Client`` (HTTP only: ``--url``, default the
+configured gateway address), so it works against any replica and needs neither
+the broker nor the store. Output is readable tables; ``--json`` prints the
+answers as JSON instead. Exit status: 0 done (``watch`` and ``submit --wait``:
+the task succeeded), 1 the API said no (invalid, not found, conflict; ``watch``
+and ``submit --wait``: the task ended dead or cancelled, or did not end in
+time), 2 the gateway could not be reached. Times are UTC. The API key's token
+comes from ``--token`` or ``WARREN_API_TOKEN`` (a client's variable, not a
+gateway setting).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-import aiohttp
 import orjson
+from pydantic import BaseModel
 
-from warren.service.events import Status
+from warren.client import Client, ConnectionFailed, ProblemError, RetryPolicy, WaitTimeout
+from warren.client.models import Attempt, Status, TaskAccepted, TaskRecord
 
-Record = dict[str, Any]
-
-
-class ApiError(Exception):
-    """The gateway answered with a problem (4xx/5xx)."""
-
-    def __init__(self, status: int, problem: Record) -> None:
-        detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
-        super().__init__(f"{status} {problem.get('code', '')}: {detail}".strip())
-        self.status = status
+CLI_RETRY = RetryPolicy(attempts=3, budget_seconds=15.0)
+"""A person waits less than a program: three tries at most."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    t = sub.add_parser("tasks", help="get, list, watch or cancel tasks through the gateway's API")
+    t = sub.add_parser("tasks", help="submit, get, list, watch or cancel tasks through the API")
     t.add_argument("--url", help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)")
-    t.add_argument("--json", action="store_true", help="print the API's JSON")
+    t.add_argument("--json", action="store_true", help="print the answers as JSON")
     t.add_argument(
         "--token",
         default=os.environ.get("WARREN_API_TOKEN"),
         help="API key token sent as Bearer (default: $WARREN_API_TOKEN)",
     )
     actions = t.add_subparsers(dest="action", required=True)
+    _add_submit(actions)
     get = actions.add_parser("get", help="one task, with its attempts")
     get.add_argument("id")
     get.add_argument("--wait", type=float, default=0, help="wait up to S seconds for its end")
@@ -63,104 +61,137 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.set_defaults(func=cmd_tasks)
 
 
+def _add_submit(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    submit = actions.add_parser("submit", help="submit a task; with --wait, wait for its end")
+    submit.add_argument("type", help="task type, e.g. diag.echo")
+    submit.add_argument(
+        "--payload", type=_json_object, default={}, metavar="JSON", help="a JSON object"
+    )
+    submit.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=math.inf,
+        metavar="S",
+        help="wait for the task's end (at most S seconds) and print its record",
+    )
+    submit.add_argument("--idempotency-key", metavar="K", help="resubmitting with K is safe")
+    submit.add_argument("--max-attempts", type=int, metavar="N")
+    submit.add_argument("--timeout-seconds", type=float, metavar="S", help="of one attempt")
+    submit.add_argument("--priority", type=int, metavar="P", help="0 to 9")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("the payload is a JSON object: {...}")
+    return value
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from warren.service.settings import Settings
 
     settings = Settings()
     base = args.url or f"http://{settings.http_host}:{settings.http_port}"
-    return asyncio.run(run(args, base, sys.stdout))
+    return execute(args, base, sys.stdout)
 
 
 async def run(args: argparse.Namespace, base: str, out: TextIO) -> int:
+    """``execute`` in a worker thread, for callers on an event loop (such as tests whose
+    gateway serves on that same loop): the client blocks, the loop must not."""
+    return await asyncio.to_thread(execute, args, base, out)
+
+
+Command = Callable[[Client, argparse.Namespace, TextIO], int]
+
+
+def execute(args: argparse.Namespace, base: str, out: TextIO) -> int:
     """The command against ``base``; prints to ``out``, errors to stderr; the exit status."""
-    commands = {"get": _get, "list": _list, "watch": _watch, "cancel": _cancel}
     try:
-        headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
-        async with aiohttp.ClientSession(base.rstrip("/"), headers=headers) as http:
-            return await commands[args.action](http, args, out)
-    except ApiError as exc:
+        with Client(base, token=args.token, retry=CLI_RETRY) as client:
+            return COMMANDS[args.action](client, args, out)
+    except ProblemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            where = ".".join(str(part) for part in error.get("loc", []))
+            print(f"  {where or '(body)'}: {error.get('msg')}", file=sys.stderr)
+        return 1
+    except WaitTimeout as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except aiohttp.ClientConnectionError as exc:
-        print(f"error: cannot reach the gateway at {base}: {exc}", file=sys.stderr)
+    except ConnectionFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-async def _call(http: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> Record:
-    async with http.request(method, path, **kw) as response:
-        body = orjson.loads(await response.read() or b"{}")
-        if response.status >= 400:
-            raise ApiError(response.status, body)
-        result: Record = body
-        return result
+def _submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    names = ("max_attempts", "timeout_seconds", "priority", "idempotency_key")
+    accepted = client.submit(args.type, args.payload, **{n: getattr(args, n) for n in names})
+    if args.wait is None:
+        out.write(_dumps(accepted) if args.json else describe_accepted(accepted))
+        return 0
+    record = client.wait(accepted.id, timeout=None if math.isinf(args.wait) else args.wait)
+    out.write(_dumps(record) if args.json else describe(record))
+    return 0 if record.status is Status.SUCCEEDED else 1
 
 
-async def _get(http: aiohttp.ClientSession, args: argparse.Namespace, out: TextIO) -> int:
-    params = {"wait": str(args.wait)} if args.wait else {}
-    record = await _call(http, "GET", f"/v1/tasks/{args.id}", params=params)
+def _get(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        record = client.wait(args.id, timeout=args.wait) if args.wait else client.get(args.id)
+    except WaitTimeout as exc:  # not final yet: show where it is
+        record = exc.record
     out.write(_dumps(record) if args.json else describe(record))
     return 0
 
 
-async def _list(http: aiohttp.ClientSession, args: argparse.Namespace, out: TextIO) -> int:
+def _list(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     names = ("status", "type", "queue", "since", "limit", "cursor")
-    params = {n: str(getattr(args, n)) for n in names if getattr(args, n) not in (None, "")}
-    page = await _call(http, "GET", "/v1/tasks", params=params)
+    page = client.list_page(**{n: getattr(args, n) for n in names})
     if args.json:
         out.write(_dumps(page))
         return 0
-    rows = [_list_row(r) for r in page["items"]]
+    rows = [_list_row(r) for r in page.items]
     out.write(table(["ID", "TYPE", "QUEUE", "STATUS", "ATTEMPT", "CREATED", "FINISHED"], rows))
-    if page.get("next_cursor"):
-        out.write(f"\nmore: --cursor {page['next_cursor']}\n")
+    if page.next_cursor:
+        out.write(f"\nmore: --cursor {page.next_cursor}\n")
     return 0
 
 
-def _list_row(record: Record) -> list[str]:
-    return [
-        record["id"],
-        record["type"],
-        record["queue"],
-        record["status"],
-        _attempts(record),
-        _when(record["created_at"]),
-        _when(record["finished_at"]),
-    ]
+def _list_row(r: TaskRecord) -> list[str]:
+    times = [_when(r.created_at), _when(r.finished_at)]
+    return [r.id, r.type, r.queue, r.status, _attempts(r), *times]
 
 
-async def _watch(http: aiohttp.ClientSession, args: argparse.Namespace, out: TextIO) -> int:
-    last: Record = {}
-    async for record in events(http, f"/v1/tasks/{args.id}/events"):
+def _watch(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    last: TaskRecord | None = None
+    for record in client.events(args.id):
         last = record
         out.write(_dumps(record) if args.json else change_line(record))
         out.flush()
-    return 0 if last.get("status") == Status.SUCCEEDED else 1
+    return 0 if last is not None and last.status is Status.SUCCEEDED else 1
 
 
-async def _cancel(http: aiohttp.ClientSession, args: argparse.Namespace, out: TextIO) -> int:
-    record = await _call(http, "DELETE", f"/v1/tasks/{args.id}")
+def _cancel(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    record = client.cancel(args.id)
     if args.json:
         out.write(_dumps(record))
-    elif record["status"] == Status.CANCELLED:
-        out.write(f"{record['id']} is cancelled\n")
+    elif record.status is Status.CANCELLED:
+        out.write(f"{record.id} is cancelled\n")
     else:
-        out.write(f"cancellation of {record['id']} requested (now {record['status']})\n")
+        out.write(f"cancellation of {record.id} requested (now {record.status})\n")
     return 0
 
 
-async def events(http: aiohttp.ClientSession, path: str) -> AsyncIterator[Record]:
-    """The ``data`` of each Server-Sent Event of ``path`` until the server ends the stream."""
-    async with http.get(path, headers={"Accept": "text/event-stream"}) as response:
-        if response.status >= 400:
-            raise ApiError(response.status, orjson.loads(await response.read() or b"{}"))
-        data: list[bytes] = []
-        async for raw in response.content:
-            line = raw.rstrip(b"\r\n")
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip())
-            elif not line and data:
-                yield orjson.loads(b"\n".join(data))
-                data = []
+COMMANDS: dict[str, Command] = {
+    "submit": _submit,
+    "get": _get,
+    "list": _list,
+    "watch": _watch,
+    "cancel": _cancel,
+}
 
 
 # --- formatting ---------------------------------------------------------------------
@@ -178,81 +209,99 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def describe(record: Record) -> str:
+def _fields(fields: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"{name:<11} {value}\n" for name, value in fields)
+
+
+def describe_accepted(accepted: TaskAccepted) -> str:
+    """A submission's answer: the new task (or, replayed, the one the key named before)."""
+    status = accepted.status.value
+    if accepted.replayed:
+        status += " (submitted before with this idempotency key)"
+    return _fields(
+        [
+            ("id", accepted.id),
+            ("type", f"{accepted.type} (queue {accepted.queue})"),
+            ("status", status),
+            ("created", _when(accepted.created_at)),
+            ("trace", accepted.trace_id or "-"),
+        ]
+    )
+
+
+def describe(record: TaskRecord) -> str:
     """One task: its fields, then its attempts."""
-    status = record["status"]
-    if record.get("cancel_requested_at") and status != Status.CANCELLED:
+    status = record.status.value
+    if record.cancel_requested_at and status != Status.CANCELLED:
         status += " (cancel requested)"
     fields = [
-        ("id", record["id"]),
-        ("type", f"{record['type']} (queue {record['queue']})"),
+        ("id", record.id),
+        ("type", f"{record.type} (queue {record.queue})"),
         ("status", status),
         ("attempt", _attempts(record)),
-        ("created", _when(record["created_at"])),
-        ("started", _when(record["started_at"])),
-        ("finished", _when(record["finished_at"])),
-        ("trace", record.get("trace_url") or record.get("trace_id") or "-"),
+        ("created", _when(record.created_at)),
+        ("started", _when(record.started_at)),
+        ("finished", _when(record.finished_at)),
+        ("trace", record.trace_url or record.trace_id or "-"),
     ]
-    if record.get("result") is not None:
-        fields.append(("result", _short(orjson.dumps(record["result"]).decode())))
-    if record.get("error_type") or record.get("error"):
+    if record.result is not None:
+        fields.append(("result", _short(orjson.dumps(record.result).decode())))
+    if record.error_type or record.error:
         fields.append(("last error", _error(record)))
-    if record.get("reason"):
-        fields.append(("reason", record["reason"]))
-    text = "".join(f"{name:<11} {value}\n" for name, value in fields)
-    attempts = record.get("attempts") or []
-    if attempts:
+    if record.reason:
+        fields.append(("reason", record.reason))
+    text = _fields(fields)
+    if record.attempts:
         headers = ["#", "STARTED", "FINISHED", "OUTCOME", "ERROR"]
-        text += "\n" + table(headers, [_attempt_row(a) for a in attempts])
+        text += "\n" + table(headers, [_attempt_row(a) for a in record.attempts])
     return text
 
 
-def _attempt_row(attempt: Record) -> list[str]:
+def _attempt_row(attempt: Attempt) -> list[str]:
     return [
-        str(attempt["attempt"]),
-        _when(attempt["started_at"]),
-        _when(attempt["finished_at"]),
-        attempt["outcome"] or "running",
+        str(attempt.attempt),
+        _when(attempt.started_at),
+        _when(attempt.finished_at),
+        attempt.outcome or "running",
         _error(attempt),
     ]
 
 
-def _error(item: Record) -> str:
-    if not (item.get("error_type") or item.get("error")):
+def _error(item: TaskRecord | Attempt) -> str:
+    if not (item.error_type or item.error):
         return ""
-    return _short(f"{item.get('error_type') or 'error'}: {item.get('error') or ''}")
+    return _short(f"{item.error_type or 'error'}: {item.error or ''}")
 
 
-def change_line(record: Record) -> str:
+def change_line(record: TaskRecord) -> str:
     """One line per state change for ``watch``: when, status, attempt, and what it means."""
-    status = record["status"]
-    if status == Status.SUCCEEDED:
-        detail = _short(orjson.dumps(record.get("result")).decode())
-    elif status == Status.RETRYING:
-        attempts = record.get("attempts") or [{}]
-        delay = attempts[-1].get("next_delay_seconds")
+    status = record.status
+    if status is Status.SUCCEEDED:
+        detail = _short(orjson.dumps(record.result).decode())
+    elif status is Status.RETRYING:
+        delay = record.attempts[-1].next_delay_seconds if record.attempts else None
         detail = _error(record) + (f" (next attempt in {delay:g}s)" if delay else "")
     elif status in (Status.DEAD, Status.CANCELLED):
-        detail = " ".join(filter(None, [record.get("reason"), _error(record)]))
+        detail = " ".join(filter(None, [record.reason, _error(record)]))
     else:
-        detail = "cancel requested" if record.get("cancel_requested_at") else ""
-    when = _when(record["updated_at"])
+        detail = "cancel requested" if record.cancel_requested_at else ""
+    when = _when(record.updated_at)
     return f"{when}  {status:<10} attempt {_attempts(record):<6} {detail}".rstrip() + "\n"
 
 
-def _attempts(record: Record) -> str:
-    return f"{record['attempt']}/{record['max_attempts']}"
+def _attempts(record: TaskRecord) -> str:
+    return f"{record.attempt}/{record.max_attempts}"
 
 
-def _when(value: str | None) -> str:
-    if not value:
+def _when(value: datetime | None) -> str:
+    if value is None:
         return "-"
-    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _dumps(body: Any) -> str:
-    return orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n"
+def _dumps(body: BaseModel) -> str:
+    return body.model_dump_json(indent=2) + "\n"

@@ -1,4 +1,4 @@
-"""``warren tasks get | list | watch | cancel`` against a real gateway."""
+"""``warren tasks submit | get | list | watch | cancel`` against a real gateway."""
 
 from __future__ import annotations
 
@@ -77,3 +77,35 @@ async def test_cancel_and_the_errors_a_person_sees(
     out = io.StringIO()
     args = parser().parse_args(["tasks", "get", "0" * 32])
     assert await run(args, "http://127.0.0.1:9", out) == 2
+
+
+async def test_submit_and_wait_for_the_end(gateway: Client, start_consumer: StartConsumer) -> None:
+    await start_consumer("diag")
+    code, text = await tasks(
+        gateway, "submit", "diag.echo", "--payload", '{"message": "hi"}', "--wait", "15"
+    )
+    assert code == 0 and "status      succeeded" in text
+    assert 'result      {"message":"hi"}' in text and "attempt     1/5" in text
+    code, text = await tasks(
+        gateway, "--json", "submit", "diag.fail", "--payload", '{"permanent": true}', "--wait"
+    )
+    assert code == 1 and '"status": "dead"' in text  # ended, but not succeeded
+
+
+async def test_submit_with_an_idempotency_key_and_the_refusals_a_person_sees(
+    gateway: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = ("submit", "diag.echo", "--payload", '{"message": "hi"}', "--idempotency-key", "k1")
+    code, text = await tasks(gateway, *echo)
+    assert code == 0 and "status      queued" in text
+    code, again = await tasks(gateway, *echo)
+    assert code == 0 and again.split()[1] == text.split()[1]  # the same task id
+    assert "submitted before with this idempotency key" in again
+
+    code, _ = await tasks(gateway, "submit", "diag.echo", "--payload", '{"message": 3}')
+    err = capsys.readouterr().err
+    assert code == 1 and "422 validation-failed: payload of diag.echo" in err
+    assert "  payload.message: Input should be a valid string" in err
+    with pytest.raises(SystemExit) as usage:
+        parser().parse_args(["tasks", "submit", "diag.echo", "--payload", "[1]"])
+    assert usage.value.code == 2 and "a JSON object" in capsys.readouterr().err

@@ -132,7 +132,8 @@ class Config:
 def connection_failed(exc: httpx.TransportError, url: str) -> ConnectionFailed:
     """A transport error as a ``ConnectionFailed``; ``sent`` unless it failed to connect."""
     unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    return ConnectionFailed(f"no answer from {url}: {exc!r}", sent=not unsent)
+    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ConnectionFailed(f"no answer from {url} ({why})", sent=not unsent)
 
 
 def retry_after(value: str | None) -> float | None:
