@@ -9,6 +9,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from opentelemetry import trace
 
+from tests.client.support import Front
 from tests.conftest import StartConsumer
 from tests.support import message_count
 from warren.client import (
@@ -21,6 +22,7 @@ from warren.client import (
     TaskFailed,
     ValidationFailed,
     WaitTimeout,
+    _calls,
 )
 from warren.service.settings import Settings
 from warren.service.tasks import EchoPayload, diag_echo, diag_flaky
@@ -188,3 +190,15 @@ async def test_a_submission_joins_the_callers_trace(client: AsyncClient) -> None
     with trace.get_tracer("test").start_as_current_span("caller") as caller:
         accepted = await client.submit("diag.echo", ECHO)
     assert accepted.trace_id == format(caller.get_span_context().trace_id, "032x")
+
+
+async def test_wait_polls_again_past_the_gateways_cap(
+    front: tuple[Front, str], start_consumer: StartConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_calls, "MAX_WAIT_SECONDS", 0.2)  # the gateway's is 60 s
+    door, url = front
+    await start_consumer("diag")
+    async with AsyncClient(url) as client:
+        accepted = await client.submit("diag.sleep", {"ms": 1000})
+        assert (await client.wait(accepted.id, timeout=15)).status is Status.SUCCEEDED
+    assert len(door.times("GET")) >= 4  # one long-poll per 0.2 s of the task's second
