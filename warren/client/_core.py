@@ -56,8 +56,9 @@ class RetryPolicy:
     A request that never left (connection refused) is retried; one that may have
     arrived (connection broken before the answer) only if it is safe to repeat: any
     GET or DELETE, and a submission carrying an ``Idempotency-Key``. At most
-    ``attempts`` sends, and no sleep that would end past ``budget_seconds`` from the
-    first: then the last error is raised (its ``retry_after`` says how long to wait).
+    ``attempts`` sends, and at most ``budget_seconds`` asleep between them in all (a
+    long-poll's own time does not count): a sleep past it is not taken, the last error
+    is raised instead (its ``retry_after`` says how long to wait).
     ``RetryPolicy(attempts=1)`` never retries.
 
     A submission answered 503 may still have been enqueued (the broker's confirm came
@@ -86,13 +87,17 @@ class RetryPolicy:
             return after
         return self.backoff_seconds * 2.0 ** (state.attempt_number - 1) * random.uniform(1, 1.25)
 
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        """Out of attempts, or the next sleep would overdraw the budget."""
+        overdrawn = state.idle_for + state.upcoming_sleep > self.budget_seconds
+        return state.attempt_number >= self.attempts or overdrawn
+
     def arguments(self, call: Call[Any]) -> dict[str, Any]:
         """tenacity's arguments for ``call``, the same for ``Retrying`` and ``AsyncRetrying``."""
         return {
             "retry": tenacity.retry_if_exception(lambda exc: self.retries(call, exc)),
             "wait": self.delay,
-            "stop": tenacity.stop_after_attempt(self.attempts)
-            | tenacity.stop_before_delay(self.budget_seconds),
+            "stop": self.stop,
             "reraise": True,
         }
 
