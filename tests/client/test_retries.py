@@ -4,13 +4,13 @@ that refuses or drops the requests it is told to (``tests/client/support.py``)."
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestServer
 
 from tests.client.support import DROP, Answer, Front
+from tests.processes import free_port
 from tests.support import message_count
 from warren.client import AsyncClient, ConnectionFailed, RateLimited, RetryPolicy, Unavailable
 from warren.service.settings import Settings
@@ -102,10 +102,3 @@ async def test_a_refused_connection_is_tried_again(url: str) -> None:
         with pytest.raises(ConnectionFailed) as refused:
             await nowhere.submit("diag.echo", ECHO)
     assert not refused.value.sent and refused.value.__cause__ is not None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
