@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_topology)
     for needs_app in (g, c, d, t):
         needs_app.add_argument("--app", help=APP_HELP)
-    tasks_cli.add_parser(sub)  # `warren tasks get|list|watch|cancel`, over the HTTP API
+    tasks_cli.add_parser(sub)  # `warren tasks submit|get|list|watch|cancel`, over the HTTP API
     keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
     b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="MODE ...")

@@ -8,6 +8,7 @@ broker; the task is submitted over HTTP and read back from the task API.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+import warren
+import warren.client
 from tests.conftest import Spawn
 from tests.processes import Child, free_port, ready
 from warren.service import topology
@@ -92,6 +95,7 @@ async def receipts_queue(
 
 @pytest.mark.usefixtures("receipts_queue")
 async def test_an_app_outside_the_repository_runs_end_to_end(spawn: Spawn, tmp_path: Path) -> None:
+    # Given a user's app package, run by a real gateway and a real consumer of its queue
     root = write_app(tmp_path / "project")
     port = free_port()
     gateway = start_app(spawn, root, "gateway", "--port", str(port))
@@ -99,15 +103,25 @@ async def test_an_app_outside_the_repository_runs_end_to_end(spawn: Spawn, tmp_p
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         await ready(http, f"{base}/readyz", gateway, within=20)
-        await consumer.wait_log("consuming")
-        body = {"type": "shop.send_receipt", "payload": {"order_id": 7, "email": "a@b.c"}}
-        async with http.post(f"{base}/v1/tasks", json=body) as answer:
-            assert answer.status == 202, await answer.text()
-            task = await answer.json()
-        async with http.get(f"{base}/v1/tasks/{task['id']}", params={"wait": "15"}) as answer:
-            record = await answer.json()
-    assert record["status"] == "succeeded", record
-    assert record["result"] == {"order_id": 7, "said": "merci a@b.c"}
+    await consumer.wait_log("consuming")
+
+    # When a task is submitted with the async client and another with the sync client
+    async with warren.AsyncClient(base) as client:
+        first = await client.submit("shop.send_receipt", {"order_id": 7, "email": "a@b.c"})
+        done = await client.wait(first.id, timeout=20)
+
+    def submit_and_wait() -> warren.client.TaskRecord:
+        with warren.Client(base) as client:
+            second = client.submit("shop.send_receipt", {"order_id": 8, "email": "d@e.f"})
+            return client.wait(second.id, timeout=20)
+
+    also_done = await asyncio.to_thread(submit_and_wait)
+
+    # Then both succeeded with the handler's result, which used the app's own settings
+    assert done.status == "succeeded", done
+    assert done.result == {"order_id": 7, "said": "merci a@b.c"}
+    assert also_done.status == "succeeded", also_done
+    assert also_done.result == {"order_id": 8, "said": "merci d@e.f"}
 
 
 async def test_a_contract_without_a_handler_stops_the_consumer_with_one_line(

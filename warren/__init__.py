@@ -18,30 +18,37 @@ Declare task types and their handlers in your own package::
         return {"order_id": payload.order_id}
 
 Then ``warren dev --app myshop.tasks``, or ``warren gateway --app myshop.tasks`` and
-``warren consume --app myshop.tasks --queue email``. Everything under
+``warren consume --app myshop.tasks --queue email``; submit from Python with
+``warren.Client(url, token=...)`` (or ``warren.AsyncClient``)::
+
+    with warren.Client("http://127.0.0.1:8080", token=TOKEN) as client:
+        task = client.submit(send_receipt, Receipt(order_id=7))
+        record = client.wait(task.id, timeout=30)
+ Everything under
 ``warren.service`` (the gateway and what gateway and consumers share) and
 ``warren.consumers`` (the consumer runtime) is Warren's own machinery.
 """
 
 from __future__ import annotations
 
-# --- client ---
-from warren.client import AsyncClient as AsyncClient
-from warren.client import BadRequest as BadRequest
-from warren.client import Client as Client
-from warren.client import Conflict as Conflict
-from warren.client import ConnectionFailed as ConnectionFailed
-from warren.client import Forbidden as Forbidden
-from warren.client import NotFound as NotFound
-from warren.client import ProblemError as ProblemError
-from warren.client import RateLimited as RateLimited
-from warren.client import ServerError as ServerError
-from warren.client import TaskFailed as TaskFailed
-from warren.client import Unauthorized as Unauthorized
-from warren.client import Unavailable as Unavailable
-from warren.client import ValidationFailed as ValidationFailed
-from warren.client import WaitTimeout as WaitTimeout
-from warren.client import WarrenError as WarrenError
+from warren.client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    NotFound,
+    ProblemError,
+    RateLimited,
+    ServerError,
+    TaskFailed,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+    WaitTimeout,
+    WarrenError,
+)
 from warren.consumers.context import TaskContext
 from warren.consumers.registry import handles
 from warren.service.apps import App
@@ -50,11 +57,27 @@ from warren.service.errors import Permanent, Retry
 
 __all__ = [
     "App",
+    "AsyncClient",
     "Backoff",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "Forbidden",
+    "NotFound",
     "Payload",
     "Permanent",
+    "ProblemError",
+    "RateLimited",
     "Retry",
+    "ServerError",
     "TaskContext",
     "TaskContract",
+    "TaskFailed",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "WaitTimeout",
+    "WarrenError",
     "handles",
 ]
