@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from warren.consumers.context import TaskContext
 from warren.service.contracts import Catalog, TaskContract
 from warren.service.errors import ConfigurationError
-from warren.service.settings import Settings
+from warren.service.settings import BrokerSettings
 
 P = TypeVar("P", bound=BaseModel)
 HandlerFn = Callable[[P, TaskContext], Any] | Callable[[P, TaskContext], Awaitable[Any]]
@@ -72,7 +72,7 @@ class Registry:
         return Registry((*self.handlers, *handlers), kept)
 
 
-def check_timeouts(catalog: Catalog, queue: str, settings: Settings) -> None:
+def check_timeouts(catalog: Catalog, queue: str, settings: BrokerSettings) -> None:
     """Refuse a task timeout the broker would cut short by closing our channel."""
     limit = settings.broker_consumer_timeout_seconds
     too_long = [c.name for c in catalog.for_queue(queue) if c.timeout_cap_seconds >= limit]

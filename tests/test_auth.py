@@ -50,6 +50,11 @@ def key_entry(name: str, **extra: Any) -> dict[str, Any]:
 KEYS = [key_entry(n) for n in SCOPES if n != "echoer"] + [key_entry("echoer", types=["diag.echo"])]
 
 
+def wrong_last(token: str) -> str:
+    """The token with its last character changed (random tokens may already end in "A")."""
+    return token[:-1] + ("B" if token.endswith("A") else "A")
+
+
 def bearer(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[name]}"}
 
@@ -91,7 +96,7 @@ async def problem(response: Any, status: int) -> dict[str, Any]:
         ("Bearer garbage", "invalid-token"),
         (f"Basic {TOKENS['shop']}", "invalid-token"),  # not a bearer token
         (f"Bearer {TOKENS['shop']}x", "invalid-token"),  # one character more
-        (f"Bearer {TOKENS['shop'][:-1]}A", "invalid-token"),  # a wrong secret for a known id
+        (f"Bearer {wrong_last(TOKENS['shop'])}", "invalid-token"),  # a wrong secret, known id
         (f"Bearer {new_token('nobody')}", "invalid-token"),  # a well-formed token of no key
         (f"Bearer {hash_token(TOKENS['shop'])}", "invalid-token"),  # the configured hash
     ],

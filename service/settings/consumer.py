@@ -1,0 +1,91 @@
+"""Consumers: concurrency, prefetch, shutdown, health port, and their handlers' outbound HTTP.
+
+One section of Warren's settings (``warren.service.settings``): code that needs only this
+section takes this type, so what it depends on is visible in its signature.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from warren.service.settings.base import CONFIG
+
+PREFETCH_PER_SLOT = 2  # default prefetch per handler slot (see ``consumer_prefetch``)
+
+
+class ConsumerSettings(BaseSettings):
+    """How one consumer process runs its queue's handlers."""
+
+    model_config = CONFIG
+
+    consumer_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Handlers one consumer process runs at once.",
+    )
+    consumer_prefetch: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Deliveries one consumer process holds unacknowledged (its prefetch): "
+        "those running, those waiting for a handler slot, and those whose outcome awaits "
+        "the broker's confirms. Default (unset): twice the concurrency, room for as many "
+        "deliveries awaiting confirms as running, while a process holds at most one "
+        "concurrency's worth of tasks it cannot start yet. Short tasks drain faster with "
+        "more; for long tasks set it to the concurrency (fair dispatch across processes). "
+        "A consumer crash re-runs at most this many.",
+    )
+    running_event_delay_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="How long a task runs before its consumer publishes the `running` "
+        "lifecycle event. Tasks that finish sooner publish none: one confirmed, persistent "
+        "publish fewer per task, the largest single cost of short tasks; their outcome event "
+        "still carries `started_at`, so task records keep when they started. The price: "
+        "for this long a running task still shows `queued`. 0 = always publish `running` "
+        "before the handler.",
+    )
+    consumer_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight tasks may finish before they are requeued.",
+    )
+    health_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="Port of a consumer's `/healthz`, `/readyz` and `/metrics` "
+        "(on `WARREN_HTTP_HOST`; 0 = off). The gateway serves them on its own port.",
+    )
+    worker_id: str | None = Field(
+        None, description="Name of this consumer in events and logs (default: host:pid)."
+    )
+    cancellation_retention_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        le=604_800,
+        description="How long consumers remember a cancelled task id; a consumer starting "
+        "later reads the control stream this far back (it keeps 7 days). Keep it above the "
+        "longest retry tier.",
+    )
+
+    outbound_allow_private_networks: bool = Field(
+        False,
+        description="Let handlers' HTTP requests (`webhook.deliver`, `media.thumbnail`) reach "
+        "loopback, private, link-local and other non-public addresses. Off: such a URL is "
+        "dead-lettered and no connection to such an address is made (SSRF). On only where the "
+        "receivers run on the same machine or network (a laptop, tests).",
+    )
+
+    def prefetch_for(self, concurrency: int) -> int:
+        """The prefetch of a consumer running ``concurrency`` handlers (``consumer_prefetch``)."""
+        return self.consumer_prefetch or PREFETCH_PER_SLOT * concurrency
+
+    @property
+    def worker_name(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,56 @@
+"""The gateway: where it listens, how many processes, and where task records are kept.
+
+One section of Warren's settings (``warren.service.settings``): code that needs only this
+section takes this type, so what it depends on is visible in its signature.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from warren.service.settings.base import CONFIG
+
+
+class GatewaySettings(BaseSettings):
+    """The HTTP gateway and its task store."""
+
+    model_config = CONFIG
+
+    http_host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port the gateway listens on.")
+    http_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes serving the one port (`SO_REUSEPORT`, Linux), supervised "
+        "by `warren gateway`: one exiting stops all. More than 1 needs the PostgreSQL store "
+        "and a fixed port.",
+    )
+    max_body_bytes: int = Field(
+        262_144, ge=1024, description="Largest accepted `POST /v1/tasks` body, in bytes."
+    )
+    retry_after_seconds: int = Field(
+        5,
+        ge=1,
+        description="`Retry-After` sent with a 503 or 429 when the broker cannot take a task.",
+    )
+    store_url: str = Field(
+        "sqlite:///var/warren.db",
+        description="Where task records are kept: `sqlite:///path` (relative; `sqlite:////abs`) "
+        "for one gateway process, or `postgresql://user@host/db` (`?search_path=schema` "
+        "optional) shared by several gateway replicas. The schema is created and migrated "
+        "at start-up.",
+    )
+    store_retention_days: float = Field(
+        7.0,
+        gt=0,
+        description="Task records untouched for this long are pruned (checked hourly).",
+    )
+    recorder_batch_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Most lifecycle events the gateway's recorder writes in one transaction; "
+        "it holds up to twice this many unacknowledged (its prefetch).",
+    )
