@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import aiohttp
 import orjson
 
-from warren.service.events import Status
+from warren.service.store.model import Status
 
 Record = dict[str, Any]
 

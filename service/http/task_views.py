@@ -29,21 +29,20 @@ from aiohttp import web
 from opentelemetry import trace
 
 from warren.service.amqp import connect
-from warren.service.envelope import TASK_ID, Envelope, new_task_id
 from warren.service.errors import PublishError
-from warren.service.events import Status
 from warren.service.http.auth import CLIENT
 from warren.service.http.keys import PUBLISHER, SETTINGS
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission
 from warren.service.recorder import Recorder
 from warren.service.store import Change, ListQuery, TaskRecord, TaskStore, open_store
-from warren.service.store.control import cancel_message
 from warren.service.store.db import StoreUnavailable
 from warren.service.store.merge import merge
+from warren.service.store.model import TASK_ID, Status, new_task_id
 from warren.service.store.sql import decode_cursor
 from warren.service.store.watch import Watchers
 from warren.service.telemetry import trace_id_hex
+from warren.service.wire import Envelope, cancel_message
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry import trace
 
-from warren.service.envelope import Envelope, new_task_id
 from warren.service.errors import PublishError, QueueFull
 from warren.service.http.auth import authorize_type
 from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
@@ -17,7 +16,9 @@ from warren.service.http.submission import ValidSubmission, read_json, validate
 from warren.service.http.task_views import claim_submission
 from warren.service.http.tracing import publish_attributes
 from warren.service.metrics import SUBMISSIONS
+from warren.service.store.model import new_task_id
 from warren.service.telemetry import inject, prometheus_text, trace_id_hex, tracer
+from warren.service.wire import Envelope
 
 
 async def submit_task(request: web.Request) -> web.Response:

@@ -27,13 +27,13 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from warren.service.events import Status
 from warren.service.store.model import (
     ENDS_ATTEMPT,
     FINAL,
     MAX_ERROR_CHARS,
     AttemptRecord,
     Change,
+    Status,
     TaskRecord,
 )
 

@@ -1,22 +1,47 @@
-"""Task records as the store keeps them and the API shows them, and the changes that shape them.
+"""Tasks as Warren models them: ids, statuses, the changes that shape a record, the record.
 
 A ``Change`` is one thing learned about a task: a consumer's lifecycle event,
 or the gateway's own ``queued`` write. Records are only ever made by merging
 changes (``warren.service.store.merge``), so one rule decides what a record says,
-whichever replica or path the change came by.
+whichever replica or path the change came by. A lifecycle event on the wire is
+a ``Change`` encoded (``warren.service.wire.events``), and the recorder decodes
+it back into one: there is no second shape of an event.
+
+This module imports nothing else of Warren: the wire formats, the store and
+the API all build on it.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from warren.service.envelope import TASK_ID
-from warren.service.events import Status
+TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_task_id() -> str:
+    """A task id: 32 lowercase hex digits (a random UUID), the AMQP ``message_id`` too."""
+    return uuid.uuid4().hex
+
+
+class Status(StrEnum):
+    """Where a task is; also the last word of its events' routing keys."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
 
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 ENDS_ATTEMPT = frozenset({Status.RETRYING, *FINAL})
@@ -24,7 +49,7 @@ MAX_ERROR_CHARS = 2000
 
 
 class Change(BaseModel):
-    """One lifecycle event (``warren.service.events``) or the gateway's ``queued`` write.
+    """One lifecycle event (``warren.service.wire.events``) or the gateway's ``queued`` write.
 
     Unknown fields are ignored, so consumers may add to events without breaking
     recorders that are older than them.
@@ -41,6 +66,10 @@ class Change(BaseModel):
     at: AwareDatetime
     trace_id: str | None = Field(None, max_length=64)
     worker: str | None = Field(None, max_length=300)
+    # The broker flagged the delivery this run came from as a redelivery: an earlier
+    # delivery of the same attempt may already have run (readers tell a repeated run
+    # from a repeated event by it). Records do not keep it.
+    redelivered: bool = False
     result: Any = None
     error_type: str | None = Field(None, max_length=300)
     error: str | None = None

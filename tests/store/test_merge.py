@@ -7,9 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warren.service.events import Status
 from warren.service.store import Change
 from warren.service.store.merge import merge, merge_all
+from warren.service.store.model import Status
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TASK = "a" * 32
