@@ -109,6 +109,10 @@ class Recorder:
         """A task this gateway accepted whose ``queued`` write is still in the next batch."""
         return merge_all(None, self._unflushed.get(task_id, ()))
 
+    def unflushed_changes(self, task_id: str) -> list[Change]:
+        """That task's changes not written yet, for a write that cannot wait for the batch."""
+        return list(self._unflushed.get(task_id, ()))
+
     async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
         try:
             change: Change | None = decode_event(delivery.body)
