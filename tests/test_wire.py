@@ -38,6 +38,8 @@ EVERY_EVENT = {
     "trace_id",
     "worker",
     "redelivered",
+    "created_at",
+    "submitter",
 }
 OUTCOMES: list[tuple[Status, dict[str, Any], set[str]]] = [
     (Status.RUNNING, {}, {"started_at"}),
@@ -71,6 +73,8 @@ def test_an_event_carries_the_documented_fields(
     assert set(body) == EVERY_EVENT | extra
     assert body["status"] == status.value and body["attempt"] == 2 and body["redelivered"] is True
     assert body["trace_id"] == change.trace_id and body["started_at"] == STARTED.isoformat()
+    envelope = sample_envelope()
+    assert (body["created_at"], body["submitter"]) == (envelope.created_at.isoformat(), "client-1")
     assert event.properties.message_id == f"{change.task_id}.2.{status.value}"
     assert event.properties.message_type == f"warren.event.{status.value}"
     assert event.properties.content_type == "application/json"
@@ -89,8 +93,14 @@ def test_the_recorder_reads_back_the_change_an_event_was_built_from(
     status: Status, details: dict[str, Any], extra: set[str]
 ) -> None:
     change = _change(status, **details)
+    assert decode_event(event_message(change).body) == change
+
+
+def test_odd_text_is_cleaned_not_refused() -> None:
+    """An event whose text would not fit the store still makes its record (cut, cleaned)."""
+    change = task_change(sample_envelope(submitter="s" * 300), Status.SUCCEEDED, worker="w\x00")
     decoded = decode_event(event_message(change).body)
-    assert decoded == change.model_copy(update={"created_at": None, "submitter": None})
+    assert decoded.submitter == "s" * 199 + "…" and decoded.worker == "w"
 
 
 @pytest.mark.parametrize(

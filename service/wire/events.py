@@ -9,12 +9,14 @@ it was built from: there is no second shape of an event to keep in step.
 
 The body is a JSON object: ``task_id``, ``type``, ``queue``, ``status``,
 ``attempt``, ``max_attempts``, ``at``, ``trace_id``, ``worker``,
-``redelivered``, and those details the change has: ``result`` (succeeded),
-``error_type``, ``error``, ``next_delay_seconds`` (retrying), ``reason``
-(dead, cancelled), and ``started_at`` on every event of a run: a short task
-publishes no ``running`` event (``running_event_delay_seconds``), so its
-outcome says when it started. Events of tasks that never ran (undecodable,
-cancelled while queued) have none.
+``redelivered``, ``created_at`` and ``submitter`` (from the envelope: any
+single event rebuilds a whole record, owner included, should the gateway's
+own ``queued`` write be lost with it), and those details the change has:
+``result`` (succeeded), ``error_type``, ``error``, ``next_delay_seconds``
+(retrying), ``reason`` (dead, cancelled), and ``started_at`` on every event
+of a run: a short task publishes no ``running`` event
+(``running_event_delay_seconds``), so its outcome says when it started.
+Events of tasks that never ran (undecodable, cancelled while queued) have none.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def _event_json(change: Change) -> dict[str, Any]:
         "trace_id": change.trace_id,
         "worker": change.worker,
         "redelivered": change.redelivered,
+        "created_at": change.created_at,
+        "submitter": change.submitter,
     }
     if change.status is Status.SUCCEEDED:
         body["result"] = change.result  # even null: a handler may return nothing
