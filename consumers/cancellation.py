@@ -43,8 +43,8 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
-from warren.service.store.control import parse_control, sync_message
 from warren.service.topology import Topology, declare_queue
+from warren.service.wire import parse_control, sync_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

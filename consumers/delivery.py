@@ -29,12 +29,12 @@ from warren.consumers.registry import Handler
 from warren.consumers.settle import RunningEvent, Settler
 from warren.consumers.spans import messaging_attributes
 from warren.service.contracts import Backoff
-from warren.service.envelope import H_ATTEMPT, Envelope
 from warren.service.errors import DecodeError
 from warren.service.logs import bound_task
 from warren.service.metrics import HANDLER_DURATION, REDELIVERIES
 from warren.service.settings import Settings
 from warren.service.telemetry import extract, tracer
+from warren.service.wire.envelope import H_ATTEMPT, Envelope
 
 log = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 65_536

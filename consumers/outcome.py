@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from warren.service.contracts import Backoff, nearest_tier
-from warren.service.envelope import Envelope
 from warren.service.errors import Permanent, Retry
+from warren.service.wire import Envelope
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ from warren.consumers.acks import ACK_ERRORS, Acks
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
 from warren.consumers.spans import messaging_attributes
 from warren.service.amqp import Publisher
-from warren.service.envelope import Envelope, dead_letter_message
 from warren.service.errors import PublishError
-from warren.service.events import Status, event_body
 from warren.service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
+from warren.service.store.model import Status
 from warren.service.telemetry import inject, tracer
+from warren.service.wire import Envelope, dead_letter_message, event_message, task_change
 
 log = logging.getLogger(__name__)
 OUTCOME_LABEL = {
@@ -74,7 +74,9 @@ class Settler:
 
     def running(self, envelope: Envelope, delay: float) -> RunningEvent:
         """An attempt starts now: its ``running`` event, due after ``delay`` (0: at once)."""
-        return RunningEvent(lambda started: self._event(envelope, Status.RUNNING, **started), delay)
+        return RunningEvent(
+            lambda started: self._event(envelope, Status.RUNNING, started_at=started), delay
+        )
 
     async def settle(
         self,
@@ -85,10 +87,10 @@ class Settler:
     ) -> None:
         """Publish the outcome (after ``running``, if the attempt published one), then ack."""
         confirms: Confirms = []
-        started: dict[str, str] = {}
+        started: datetime | None = None
         if running is not None:
             confirms += running.end()
-            started = running.started
+            started = running.started_at
         confirms += self._publish(delivery, envelope, outcome, started)
         await self._finish(delivery, confirms, outcome, envelope.type)
 
@@ -142,26 +144,25 @@ class Settler:
         delivery: AbstractIncomingMessage,
         envelope: Envelope,
         outcome: Outcome,
-        started: dict[str, str],
+        started: datetime | None,
     ) -> Confirms:
         """Start the outcome's publishes, in order: the message (if any), then the event.
 
-        ``started`` is ``{"started_at": ...}`` for an outcome of a run, empty otherwise.
+        ``started`` is when the attempt started, for an outcome of a run; else None.
         """
         match outcome:
             case Succeeded(result=result):
-                return [self._event(envelope, Status.SUCCEEDED, result=result, **started)]
+                return [self._event(envelope, Status.SUCCEEDED, started, result=result)]
             case RetryIn(tier=tier, error_type=error_type, error=error):
                 retry = self._retry(envelope, tier)
                 details = {"next_delay_seconds": tier, "error_type": error_type, "error": error}
-                return [retry, self._event(envelope, Status.RETRYING, **details, **started)]
+                return [retry, self._event(envelope, Status.RETRYING, started, **details)]
             case DeadLetter():
                 dead = self._dead(delivery, outcome, envelope.attempt)
-                details = _dead_details(outcome)
-                return [dead, self._event(envelope, Status.DEAD, **details, **started)]
+                return [dead, self._event(envelope, Status.DEAD, started, **_dead_details(outcome))]
             case Cancelled(reason=reason):
                 log.info("task %s attempt %d cancelled on request", envelope.id, envelope.attempt)
-                return [self._event(envelope, Status.CANCELLED, reason=reason, **started)]
+                return [self._event(envelope, Status.CANCELLED, started, reason=reason)]
 
     async def _confirmed(self, confirms: Confirms, *, may_defer: bool) -> bool:
         """Wait for every confirm; True if they were left to follow an alarm instead.
@@ -254,8 +255,18 @@ class Settler:
         log.error("dead-lettered: %s (%s: %s)", outcome.reason, outcome.error_type, outcome.error)
         return confirm
 
-    def _event(self, envelope: Envelope, status: Status, **details: Any) -> asyncio.Future[None]:
-        return self._publisher.send_event(event_body(envelope, status, self._worker, **details))
+    def _event(
+        self,
+        envelope: Envelope,
+        status: Status,
+        started_at: datetime | None = None,
+        **details: Any,
+    ) -> asyncio.Future[None]:
+        """Publish the event of ``envelope``'s task reaching ``status`` now."""
+        change = task_change(
+            envelope, status, worker=self._worker, started_at=started_at, **details
+        )
+        return self._publisher.send_event(event_message(change))
 
     def _confirm_labels(self, outcome: Outcome) -> dict[str, str]:
         names = self._publisher.names
@@ -276,8 +287,8 @@ class RunningEvent:
     handler runs, so on the channel it always precedes the outcome's publishes.
     """
 
-    def __init__(self, publish: Callable[[dict[str, str]], asyncio.Future[None]], delay: float):
-        self.started = {"started_at": datetime.now(UTC).isoformat()}
+    def __init__(self, publish: Callable[[datetime], asyncio.Future[None]], delay: float):
+        self.started_at = datetime.now(UTC)
         self._publish = publish
         self._confirm: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -300,7 +311,7 @@ class RunningEvent:
 
     def _fire(self) -> None:
         self._timer = None
-        self._confirm = self._publish(self.started)
+        self._confirm = self._publish(self.started_at)
 
 
 def _dead_details(outcome: DeadLetter) -> dict[str, Any]:

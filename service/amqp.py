@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -27,12 +27,11 @@ from tenacity import (
     wait_exponential,
 )
 
-from warren.service.envelope import Envelope
 from warren.service.errors import PublishError, QueueFull
-from warren.service.events import event_message
 from warren.service.metrics import PUBLISH_CONFIRM
 from warren.service.settings import Settings
 from warren.service.topology import Declared, Names, Topology, declare
+from warren.service.wire import Envelope, EventMessage
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ async def _connect_once(settings: Settings, name: str) -> AbstractRobustConnecti
 
 
 class WireMessage(Protocol):
-    """What a publish needs: ``aio_pika.Message`` is one, ``events.EventMessage`` another."""
+    """What a publish needs: ``aio_pika.Message`` is one, ``wire.EventMessage`` another."""
 
     @property
     def body(self) -> bytes: ...
@@ -171,10 +170,9 @@ class Publisher:
     def send_dead(self, message: WireMessage, queue: str) -> asyncio.Future[None]:
         return self.send(self.names.dead_exchange, message, queue)
 
-    def send_event(self, body: dict[str, Any]) -> asyncio.Future[None]:
+    def send_event(self, event: EventMessage) -> asyncio.Future[None]:
         """Events fan out to whoever is bound; with nobody bound there is nothing to lose."""
-        key = self.names.event_key(body["queue"], body["status"])
-        return self.send(self.names.events_exchange, event_message(body), key, mandatory=False)
+        return self.send(self.names.events_exchange, event, event.routing_key, mandatory=False)
 
     def send(
         self, exchange: str, message: WireMessage, routing_key: str, *, mandatory: bool = True

@@ -34,13 +34,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
-from pydantic import ValidationError
 
 from warren.service import topology
+from warren.service.errors import DecodeError
 from warren.service.settings import Settings
 from warren.service.store import Change, TaskRecord, TaskStore
 from warren.service.store.db import StoreUnavailable
 from warren.service.store.merge import merge_all
+from warren.service.wire import decode_event
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_SECONDS = 3600.0
@@ -108,10 +109,14 @@ class Recorder:
         """A task this gateway accepted whose ``queued`` write is still in the next batch."""
         return merge_all(None, self._unflushed.get(task_id, ()))
 
+    def unflushed_changes(self, task_id: str) -> list[Change]:
+        """That task's changes not written yet, for a write that cannot wait for the batch."""
+        return list(self._unflushed.get(task_id, ()))
+
     async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
         try:
-            change: Change | None = Change.model_validate_json(delivery.body)
-        except ValidationError as exc:
+            change: Change | None = decode_event(delivery.body)
+        except DecodeError as exc:
             self.stats.malformed += 1
             log.warning("recorder: dropping malformed event %s: %s", delivery.message_id, exc)
             change = None

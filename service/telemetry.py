@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from warren.service.envelope import clean_traceparent, clean_tracestate
 from warren.service.settings import Settings
+from warren.service.wire import clean_traceparent, clean_tracestate
 
 _propagator = TraceContextTextMapPropagator()
 _tracer_provider: TracerProvider | None = None

@@ -15,8 +15,9 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from warren.service.envelope import Envelope, new_task_id
+from warren.service.store.model import new_task_id
 from warren.service.topology import Names
+from warren.service.wire import Envelope
 
 
 class Events:

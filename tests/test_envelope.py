@@ -9,16 +9,16 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from warren.service.envelope import (
+from warren.service.errors import DecodeError
+from warren.service.store.model import new_task_id
+from warren.service.wire.envelope import (
     H_ATTEMPT,
     H_TRACEPARENT,
     H_VERSION,
     MAX_TEXT_HEADER,
     Envelope,
     bounded,
-    new_task_id,
 )
-from warren.service.errors import DecodeError
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -34,7 +34,9 @@ from tests.demo import CATALOG, REGISTRY
 from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
 from warren.service.contracts import QUEUE_NAME, TASK_NAME
-from warren.service.envelope import (
+from warren.service.errors import DecodeError
+from warren.service.store.model import TASK_ID
+from warren.service.wire.envelope import (
     CONTENT_TYPE,
     H_ATTEMPT,
     H_CREATED_AT,
@@ -47,11 +49,9 @@ from warren.service.envelope import (
     H_TYPE,
     H_VERSION,
     MAX_TRACESTATE,
-    TASK_ID,
     TRACEPARENT,
     Envelope,
 )
-from warren.service.errors import DecodeError
 
 PROPERTIES = settings(
     max_examples=200,

@@ -6,6 +6,7 @@ anyone else's; the wheel is built for real and its contents read.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,11 +19,18 @@ from tests.processes import REPO
 pytestmark = pytest.mark.slow
 
 
+# What a fresh clone would not have: a build from a copy without them is the build of main.
+LOCAL_STATE = (".git", ".venv", "build", "*.egg-info", "var", "__pycache__", ".*_cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from a copy: setuptools reuses ``build/`` and would pack files since removed."""
+    source = tmp_path_factory.mktemp("source") / "warren"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*LOCAL_STATE))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,

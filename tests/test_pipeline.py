@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import StartConsumer
 from tests.support import Events, drain, message_count
-from warren.service.envelope import H_DEAD_ATTEMPTS, H_DEAD_ERROR_TYPE, H_DEAD_QUEUE, H_DEAD_REASON
 from warren.service.topology import Declared, Names, Topology
+from warren.service.wire.dead import H_DEAD_ATTEMPTS, H_DEAD_ERROR_TYPE, H_DEAD_QUEUE, H_DEAD_REASON
 
 
 async def submit(gateway: TestClient[Any, Any], body: dict[str, Any]) -> dict[str, Any]:

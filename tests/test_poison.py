@@ -14,17 +14,10 @@ from aio_pika.abc import AbstractChannel
 from tests.conftest import StartConsumer
 from tests.support import Events, drain, message_count
 from tests.test_envelope import sample_envelope
-from warren.service.envelope import (
-    H_CREATED_AT,
-    H_DEAD_ATTEMPTS,
-    H_DEAD_QUEUE,
-    H_DEAD_REASON,
-    H_TIMEOUT_MS,
-    H_TYPE,
-    H_VERSION,
-)
 from warren.service.settings import Settings
 from warren.service.topology import Declared, Names
+from warren.service.wire.dead import H_DEAD_ATTEMPTS, H_DEAD_QUEUE, H_DEAD_REASON
+from warren.service.wire.envelope import H_CREATED_AT, H_TIMEOUT_MS, H_TYPE, H_VERSION
 
 
 def envelope_message(**changes: Any) -> aio_pika.Message:

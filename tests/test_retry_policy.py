@@ -9,8 +9,8 @@ import pytest
 from tests.test_envelope import sample_envelope
 from warren.consumers.outcome import DeadLetter, RetryIn, decide
 from warren.service.contracts import Backoff, nearest_tier
-from warren.service.envelope import Envelope
 from warren.service.errors import Permanent, Retry
+from warren.service.wire import Envelope
 
 TIERS = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)
 

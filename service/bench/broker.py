@@ -19,9 +19,10 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from warren.service import topology
-from warren.service.envelope import Envelope, new_task_id
 from warren.service.settings import Settings
+from warren.service.store.model import new_task_id
 from warren.service.tasks import BUILTIN_CATALOG
+from warren.service.wire import Envelope
 
 PUBLISH_WINDOW = 500  # confirms in flight while pre-filling (pipelined, never one at a time)
 ECHO_BODY = b'{"message":"bench"}'

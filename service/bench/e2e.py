@@ -24,6 +24,7 @@ from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wai
 from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, percentile
+from warren.service.wire import event_task_id
 
 QUEUE = "diag"
 
@@ -46,8 +47,7 @@ class Succeeded:
     at: dict[str, float] = field(default_factory=dict)
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
-        task_id = (message.message_id or "").split(".", 1)[0]
-        self.at.setdefault(task_id, time.time())
+        self.at.setdefault(event_task_id(message.message_id), time.time())
 
     def between(self, start: float, end: float) -> int:
         return sum(1 for t in self.at.values() if start <= t < end)

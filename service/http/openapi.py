@@ -17,11 +17,12 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from warren.service.contracts import Catalog, TaskContract
+from warren.service.http.idempotency import IDEMPOTENCY_KEY
 from warren.service.http.keys import CATALOG
 from warren.service.http.problems import PROBLEM_JSON
 from warren.service.http.schemas import RESPONSE_MODELS
 from warren.service.http.submission import Submission
-from warren.service.http.task_views import IDEMPOTENCY_KEY, MAX_PAGE, MAX_WAIT_SECONDS
+from warren.service.http.task_reads import MAX_PAGE, MAX_WAIT_SECONDS
 
 REF = "#/components/schemas/{model}"
 SecurityRequirements = list[dict[str, list[str]]]

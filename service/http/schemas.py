@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from warren.service.envelope import TASK_ID
-from warren.service.events import Status
+from warren.service.store.model import TASK_ID, Status
 
 TaskId = Annotated[str, Field(pattern=TASK_ID.pattern, description="32 lowercase hex digits.")]
 

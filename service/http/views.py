@@ -1,5 +1,5 @@
-"""Gateway views. ``submit_task`` reads as its steps: validate → (idempotency) → envelope →
-publish → record → 202."""
+"""Gateway views. ``submit_task`` reads as its steps: validate → envelope → (idempotency) →
+publish, confirmed → 202."""
 
 from __future__ import annotations
 
@@ -8,59 +8,34 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry import trace
 
-from warren.service.envelope import Envelope, new_task_id
 from warren.service.errors import PublishError, QueueFull
-from warren.service.http.auth import authorize_type
+from warren.service.http.auth import CLIENT, authorize_type
+from warren.service.http.idempotency import SubmissionClaim, claim_submission
 from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission, read_json, validate
-from warren.service.http.task_views import claim_submission
 from warren.service.http.tracing import publish_attributes
 from warren.service.metrics import SUBMISSIONS
+from warren.service.store.model import new_task_id
 from warren.service.telemetry import inject, prometheus_text, trace_id_hex, tracer
+from warren.service.wire import Envelope
 
 
 async def submit_task(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    try:
-        valid = validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
-    except Problem as problem:
-        SUBMISSIONS.add(1, {"type": "(invalid)", "outcome": "rejected", "reason": problem.code})
-        raise
+    """``POST /v1/tasks``: 202 once the broker has confirmed the task, never before."""
+    valid = await _validated(request)
     authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
-    claim = await claim_submission(request, valid)  # with an Idempotency-Key: the key, or 200/409
+    envelope = build_envelope(valid, request[CLIENT].id)
+    claim = await claim_submission(request, envelope)  # with an Idempotency-Key: 200/409, or go
     if claim.replay is not None:
         return claim.replay
-    queue = valid.contract.queue
-    exchange = request.app[PUBLISHER].work_exchange
-    attributes = publish_attributes(exchange, queue, claim.task_id, valid.contract.name)
-    with tracer().start_as_current_span(
-        f"publish {queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-    ) as span:
-        envelope = build_envelope(valid, claim.task_id, claim.submitter)
-        try:
-            await request.app[PUBLISHER].publish_task(envelope)
-        except PublishError as exc:
-            await claim.release()
-            span.record_exception(exc)
-            span.set_status(trace.StatusCode.ERROR, str(exc))
-            full = isinstance(exc, QueueFull)  # certainly not enqueued: back-pressure, 429
-            code = "queue-full" if full else "broker-unavailable"
-            SUBMISSIONS.add(1, {"type": envelope.type, "outcome": "unavailable", "reason": code})
-            raise Problem(
-                429 if full else 503,
-                code,
-                "Too Many Requests" if full else "Service Unavailable",
-                f"the task was not accepted: {exc}",
-                headers={"Retry-After": str(settings.retry_after_seconds)},
-            ) from None
-        trace_id = trace_id_hex(span)
+    envelope, trace_id = await _publish(request, envelope, claim)
     await claim.record(envelope)
     SUBMISSIONS.add(1, {"type": envelope.type, "outcome": "accepted", "reason": ""})
     body = {
         "id": envelope.id,
         "type": envelope.type,
-        "queue": queue,
+        "queue": envelope.queue,
         "status": "queued",
         "trace_id": trace_id,
         "created_at": envelope.created_at.isoformat(),
@@ -68,13 +43,64 @@ async def submit_task(request: web.Request) -> web.Response:
     return web.json_response(body, status=202, headers={"Location": f"/v1/tasks/{envelope.id}"})
 
 
-def build_envelope(
-    valid: ValidSubmission, task_id: str | None = None, submitter: str | None = None
-) -> Envelope:
-    """The envelope of a first attempt, carrying the current (publish) span's trace context."""
+async def _validated(request: web.Request) -> ValidSubmission:
+    """The submission, validated and normalised; a refusal is counted, then raised."""
+    settings = request.app[SETTINGS]
+    try:
+        return validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+    except Problem as problem:
+        SUBMISSIONS.add(1, {"type": "(invalid)", "outcome": "rejected", "reason": problem.code})
+        raise
+
+
+async def _publish(
+    request: web.Request, envelope: Envelope, claim: SubmissionClaim
+) -> tuple[Envelope, str | None]:
+    """Publish from a producer span (the task's trace continues from it) and wait for the
+    confirm; the envelope as published and its trace id. Not confirmed: 503, or 429 when
+    the queue is full, and the claim is released."""
+    publisher = request.app[PUBLISHER]
+    attributes = publish_attributes(
+        publisher.work_exchange, envelope.queue, envelope.id, envelope.type
+    )
+    with tracer().start_as_current_span(
+        f"publish {envelope.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        envelope = envelope.traced(inject())
+        try:
+            await publisher.publish_task(envelope)
+        except PublishError as exc:
+            await claim.release()
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, str(exc))
+            retry_after = request.app[SETTINGS].retry_after_seconds
+            raise _not_accepted(exc, envelope.type, retry_after) from None
+        return envelope, trace_id_hex(span)
+
+
+def _not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem:
+    full = isinstance(exc, QueueFull)  # certainly not enqueued: back-pressure, 429
+    code = "queue-full" if full else "broker-unavailable"
+    SUBMISSIONS.add(1, {"type": task_type, "outcome": "unavailable", "reason": code})
+    return Problem(
+        429 if full else 503,
+        code,
+        "Too Many Requests" if full else "Service Unavailable",
+        f"the task was not accepted: {exc}",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def build_envelope(valid: ValidSubmission, submitter: str | None = None) -> Envelope:
+    """The envelope of a first attempt, carrying the current span's trace context.
+
+    Built before the publish span exists (an ``Idempotency-Key`` claim needs the
+    task's id, creation time and trace id first); ``_publish`` makes it a child of
+    the publish span. Either way its trace id is the request's.
+    """
     context = inject()
     return Envelope(
-        id=task_id or new_task_id(),
+        id=new_task_id(),
         type=valid.contract.name,
         queue=valid.contract.queue,
         body=valid.payload_json,

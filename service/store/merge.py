@@ -14,7 +14,12 @@ last thing heard:
 * the attempt history merges per attempt number: the earliest start, the first
   end; fields only ever go from unknown to known. A start comes from an event's
   ``started_at`` (every event of a run has it: short tasks publish no
-  ``running``), or, from older consumers, from a ``running`` event's time.
+  ``running``), or, from older consumers, from a ``running`` event's time;
+* what a task is (type, queue, attempts allowed, trace, submitter) comes from
+  the first change that says it, its creation time is the earliest said. Every
+  change says all of it (events carry the envelope's creation time and
+  submitter), so whichever change arrives first makes a whole record: the
+  owner sees a task whose gateway died before writing ``queued``.
 
 Merging the same change twice gives the same record, and any order of one
 task's events gives the same record (only two *different* final events of one
@@ -27,13 +32,13 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from warren.service.events import Status
 from warren.service.store.model import (
     ENDS_ATTEMPT,
     FINAL,
     MAX_ERROR_CHARS,
     AttemptRecord,
     Change,
+    Status,
     TaskRecord,
 )
 

@@ -1,30 +1,70 @@
-"""Task records as the store keeps them and the API shows them, and the changes that shape them.
+"""Tasks as Warren models them: ids, statuses, the changes that shape a record, the record.
 
 A ``Change`` is one thing learned about a task: a consumer's lifecycle event,
 or the gateway's own ``queued`` write. Records are only ever made by merging
 changes (``warren.service.store.merge``), so one rule decides what a record says,
-whichever replica or path the change came by.
+whichever replica or path the change came by. A lifecycle event on the wire is
+a ``Change`` encoded (``warren.service.wire.events``), and the recorder decodes
+it back into one: there is no second shape of an event.
+
+This module imports nothing else of Warren: the wire formats, the store and
+the API all build on it.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from warren.service.envelope import TASK_ID
-from warren.service.events import Status
+TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_task_id() -> str:
+    """A task id: 32 lowercase hex digits (a random UUID), the AMQP ``message_id`` too."""
+    return uuid.uuid4().hex
+
+
+class Status(StrEnum):
+    """Where a task is; also the last word of its events' routing keys."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
 
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 ENDS_ATTEMPT = frozenset({Status.RETRYING, *FINAL})
 MAX_ERROR_CHARS = 2000
+# Longest text a change keeps in these fields; longer is cut (see ``Change._text``).
+TEXT_LIMITS = {
+    "type": 200,
+    "queue": 200,
+    "trace_id": 64,
+    "worker": 300,
+    "error_type": 300,
+    "reason": 200,
+    "submitter": 200,
+}
 
 
 class Change(BaseModel):
-    """One lifecycle event (``warren.service.events``) or the gateway's ``queued`` write.
+    """One lifecycle event (``warren.service.wire.events``) or the gateway's ``queued`` write.
+
+    Each one says everything a record needs to exist whole (task type, queue,
+    attempts, trace, creation time, submitter), so whichever arrives first makes
+    the record, owner included: the gateway's batched ``queued`` write may be
+    lost with the gateway, and the task's events then rebuild its record.
 
     Unknown fields are ignored, so consumers may add to events without breaking
     recorders that are older than them.
@@ -33,33 +73,55 @@ class Change(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     task_id: str = Field(pattern=TASK_ID.pattern)
-    type: str = Field(max_length=200)
-    queue: str = Field(max_length=200)
+    type: str = Field(max_length=TEXT_LIMITS["type"])
+    queue: str = Field(max_length=TEXT_LIMITS["queue"])
     status: Status
     attempt: int = Field(ge=1)
     max_attempts: int = Field(ge=1)
     at: AwareDatetime
-    trace_id: str | None = Field(None, max_length=64)
-    worker: str | None = Field(None, max_length=300)
+    trace_id: str | None = Field(None, max_length=TEXT_LIMITS["trace_id"])
+    worker: str | None = Field(None, max_length=TEXT_LIMITS["worker"])
+    # The broker flagged the delivery this run came from as a redelivery: an earlier
+    # delivery of the same attempt may already have run (readers tell a repeated run
+    # from a repeated event by it). Records do not keep it.
+    redelivered: bool = False
     result: Any = None
-    error_type: str | None = Field(None, max_length=300)
+    error_type: str | None = Field(None, max_length=TEXT_LIMITS["error_type"])
     error: str | None = None
-    reason: str | None = Field(None, max_length=200)
+    reason: str | None = Field(None, max_length=TEXT_LIMITS["reason"])
     next_delay_seconds: float | None = None
     # When the attempt started: on every event of a run (the outcome stands in for a
     # `running` event that short tasks skip); absent on events of tasks that never ran.
     started_at: AwareDatetime | None = None
-    # Only the gateway knows these; events from consumers leave them empty.
+    # From the envelope: the gateway's write and every event carry them (events of
+    # consumers older than that do not; the record then takes them from another change).
     created_at: AwareDatetime | None = None
-    submitter: str | None = Field(None, max_length=200)
+    submitter: str | None = Field(None, max_length=TEXT_LIMITS["submitter"])
 
     @field_validator(
-        "type", "queue", "trace_id", "worker", "error_type", "error", "reason", "submitter"
+        "type",
+        "queue",
+        "trace_id",
+        "worker",
+        "error_type",
+        "error",
+        "reason",
+        "submitter",
+        mode="before",
     )
     @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        """NUL is valid in JSON but not in PostgreSQL text: it would make a change unstorable."""
-        return value.replace("\x00", "") if value and "\x00" in value else value
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text is cleaned, not refused: one odd field must not cost a record its event.
+
+        NUL is valid in JSON but not in PostgreSQL text (the change would be
+        unstorable); a value over its limit is cut, as the envelope's headers are.
+        """
+        if not isinstance(value, str):
+            return value  # not text: the field's own validation says so
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        limit = TEXT_LIMITS.get(info.field_name or "")
+        return value if limit is None or len(value) <= limit else value[: limit - 1] + "…"
 
     @field_validator("result")
     @classmethod

@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from warren.service.events import Status
-from warren.service.store.model import AttemptRecord, TaskRecord
+from warren.service.store.model import AttemptRecord, Status, TaskRecord
 
 TABLE = "warren_tasks"
 COLUMNS = (

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from warren.service.events import Status
 from warren.service.store.db import ChangeCallback, Database, Transaction
 from warren.service.store.merge import merge_all
-from warren.service.store.model import Change, TaskRecord
+from warren.service.store.model import Change, Status, TaskRecord
 from warren.service.store.schema import migrate
 from warren.service.store.sql import (
     INSERT_CLAIM,

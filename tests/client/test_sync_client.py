@@ -22,7 +22,7 @@ from warren.client import (
     TaskFailed,
     ValidationFailed,
 )
-from warren.service.events import Status as ServerStatus
+from warren.service.store.model import Status as ServerStatus
 from warren.service.tasks import diag_echo
 
 ECHO = {"message": "hi"}

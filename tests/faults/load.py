@@ -19,8 +19,8 @@ import orjson
 
 from tests.faults.ledger import Answer, Ledger, Told
 from warren.service import topology
-from warren.service.envelope import Envelope
 from warren.service.settings import Settings
+from warren.service.wire import Envelope
 
 # Soak knob: task counts, kill cycles and the waits for them are multiplied by this.
 SCALE = max(1.0, float(os.environ.get("WARREN_FAULTS_SCALE", "1")))

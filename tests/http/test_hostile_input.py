@@ -33,11 +33,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import make_settings
 from tests.http.support import VALID, Client, assert_nothing_published_and_alive, assert_problem
 from tests.support import message_count
-from warren.service.envelope import H_SUBMITTER, H_TRACEPARENT, H_TRACESTATE, TRACEPARENT, Envelope
 from warren.service.http.app import create_app
 from warren.service.logs import quiet_client_errors
 from warren.service.settings import Settings
 from warren.service.topology import Topology
+from warren.service.wire.envelope import (
+    H_SUBMITTER,
+    H_TRACEPARENT,
+    H_TRACESTATE,
+    TRACEPARENT,
+    Envelope,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

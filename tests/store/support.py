@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from warren.service.http.task_views import RECORDER
+from warren.service.http.task_store import RECORDER
 from warren.service.recorder import Recorder
 
 Client = TestClient[Any, Any]

@@ -12,7 +12,7 @@ from tests.conftest import StartConsumer
 from tests.store.support import Client, get_task, status_becomes, submit
 from tests.support import Events
 from warren.consumers.cancellation import Cancellations, TaskCancelled
-from warren.service.envelope import new_task_id
+from warren.service.store.model import new_task_id
 
 SLEEP_LONG = {"type": "diag.sleep", "payload": {"ms": 60_000}}
 

@@ -33,6 +33,7 @@ async def test_the_same_key_returns_the_original_task(
     assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
     replayed = await again.json()
     assert replayed["id"] == original["id"] and replayed["trace_id"] == original["trace_id"]
+    assert replayed["created_at"] == original["created_at"]
     assert again.headers["Location"] == f"/v1/tasks/{original['id']}"
     other_client = await post(gateway, BODY, "order-1", client="bank")
     assert other_client.status == 202 and (await other_client.json())["id"] != original["id"]

@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import StartConsumer
 from tests.store.support import Client, eventually, get_task, recorder_of, status_becomes, submit
-from warren.service.envelope import new_task_id
 from warren.service.http.app import create_app
 from warren.service.settings import Settings
 from warren.service.store import TaskStore
+from warren.service.store.model import new_task_id
 from warren.service.topology import Declared, Names
 
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}

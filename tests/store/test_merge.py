@@ -7,9 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from warren.service.events import Status
 from warren.service.store import Change
 from warren.service.store.merge import merge, merge_all
+from warren.service.store.model import Status
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 TASK = "a" * 32
@@ -54,6 +54,22 @@ def test_a_whole_life_gives_the_expected_record() -> None:
     assert first.started_at == T0 + timedelta(milliseconds=10)
     assert first.finished_at == T0 + timedelta(milliseconds=20)
     assert (second.number, second.outcome, second.error) == (2, Status.SUCCEEDED, None)
+
+
+def test_any_single_event_makes_a_whole_record() -> None:
+    """The gateway's ``queued`` write can be lost with the gateway: then the task's events
+    alone make its record, and whichever comes first says what the task is and whose."""
+    for alone in LIFE[1:]:
+        event = alone.model_copy(update={"created_at": T0, "submitter": "alice"})
+        record = merge(None, event)
+        assert (record.id, record.type, record.queue, record.max_attempts) == (
+            TASK,
+            "diag.flaky",
+            "diag",
+            3,
+        )
+        assert (record.created_at, record.submitter, record.trace_id) == (T0, "alice", "f" * 32)
+        assert record.status is alone.status and record.published
 
 
 def test_every_order_and_duplicates_give_the_same_record() -> None:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import make_settings
-from warren.service.events import Status
 from warren.service.recorder import Recorder, _Item
 from warren.service.store import Change, TaskRecord, TaskStore
 from warren.service.store.db import StoreRejected, StoreUnavailable
 from warren.service.store.merge import merge
+from warren.service.store.model import Status
 
 
 def queued(task_id: str, error: str | None = None) -> Change:

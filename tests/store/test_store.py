@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from warren.service.events import Status
 from warren.service.store import Change, ListQuery, TaskStore, open_store
 from warren.service.store.merge import merge, merge_all
+from warren.service.store.model import Status
 from warren.service.store.postgres import PostgresDatabase
 from warren.service.store.schema import MIGRATIONS, migrate
 

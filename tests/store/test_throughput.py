@@ -15,9 +15,9 @@ import pytest
 from tests.conftest import Spawn, make_settings
 from tests.processes import free_port
 from tests.store.support import eventually
-from warren.service.events import Status
 from warren.service.settings import Settings
 from warren.service.store import TaskStore
+from warren.service.store.model import Status
 
 TASKS = 1000
 

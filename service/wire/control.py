@@ -16,21 +16,26 @@ from typing import Literal
 import aio_pika
 import orjson
 
-from warren.service.envelope import CONTENT_TYPE, TASK_ID
+from warren.service.store.model import TASK_ID
+from warren.service.wire.envelope import APP_ID, CONTENT_TYPE
 
 
 @dataclass(frozen=True)
 class ControlMessage:
+    """A control message as read: body ``{"kind", "value", "at"}``."""
+
     kind: Literal["cancel", "sync"]
     value: str  # the task id of a cancel, the marker of a sync
     at: datetime
 
 
 def cancel_message(task_id: str, at: datetime | None = None) -> aio_pika.Message:
+    """Cancel ``task_id`` (the gateway's ``DELETE /v1/tasks/{id}``)."""
     return _message("cancel", task_id, at)
 
 
 def sync_message(marker: str) -> aio_pika.Message:
+    """A consumer's marker: read back, it proves everything before it was read."""
     return _message("sync", marker, None)
 
 
@@ -42,7 +47,7 @@ def _message(kind: str, value: str, at: datetime | None) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=f"{kind}.{value}",
         type=f"warren.control.{kind}",
-        app_id="warren",
+        app_id=APP_ID,
     )
 
 

@@ -1,6 +1,6 @@
-"""The envelope: Warren's one message format; the only place AMQP properties and headers are set.
+"""The task envelope: a task as a message, version 1.
 
-Version 1 on the wire:
+On the wire:
 
 * body: the payload as UTF-8 JSON (``content_type=application/json``);
 * properties: ``message_id`` = task id (32 hex), ``type`` = task type,
@@ -11,27 +11,27 @@ Version 1 on the wire:
   ``warren-created-at`` (ISO 8601, UTC), W3C ``traceparent``/``tracestate``,
   and ``warren-submitter`` when known.
 
-Dead letters carry the original message plus ``warren-dead-*`` headers saying
-why. Every value copied into a header is bounded: a header larger than the
-AMQP frame makes the broker close the whole connection.
+Every value copied into a header is bounded: a header larger than the AMQP
+frame makes the broker close the whole connection.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.errors import DecodeError
+from warren.service.store.model import TASK_ID
 
 VERSION = 1
 CONTENT_TYPE = "application/json"
+APP_ID = "warren"
 
 H_VERSION = "warren-version"
 H_TYPE = "warren-type"
@@ -44,23 +44,11 @@ H_SUBMITTER = "warren-submitter"
 H_TRACEPARENT = "traceparent"
 H_TRACESTATE = "tracestate"
 
-H_DEAD_REASON = "warren-dead-reason"
-H_DEAD_ERROR_TYPE = "warren-dead-error-type"
-H_DEAD_ERROR = "warren-dead-error"
-H_DEAD_AT = "warren-dead-at"
-H_DEAD_QUEUE = "warren-dead-queue"
-H_DEAD_ATTEMPTS = "warren-dead-attempts"
-
-TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 MAX_TRACESTATE = 512  # W3C: at most 32 members, and vendors keep it short
 MAX_TEXT_HEADER = 1000
-MAX_COPIED_HEADERS = 16_384
+MAX_SUBMITTER = 200
 MAX_SHORT_STRING = 255  # AMQP shortstr: message_id, type, header names
-
-
-def new_task_id() -> str:
-    return uuid.uuid4().hex
 
 
 def bounded(text: str, limit: int = MAX_TEXT_HEADER) -> str:
@@ -106,15 +94,17 @@ class Envelope:
     def attempts_left(self) -> bool:
         return self.attempt < self.max_attempts
 
-    def next_attempt(self, trace_context: dict[str, str] | None = None) -> Envelope:
+    def next_attempt(self, trace_context: Mapping[str, str] | None = None) -> Envelope:
         """The envelope of the next attempt; ``trace_context`` (``traceparent``/``tracestate``
         of the span publishing it) makes that attempt a child of the one that failed."""
-        if trace_context is None:
-            return replace(self, attempt=self.attempt + 1, redelivered=False)
+        following = replace(self, attempt=self.attempt + 1, redelivered=False)
+        return following if trace_context is None else following.traced(trace_context)
+
+    def traced(self, trace_context: Mapping[str, str]) -> Envelope:
+        """This envelope as a child of the span whose ``traceparent``/``tracestate`` are given
+        (the span publishing it); a malformed ``traceparent`` keeps the current one."""
         return replace(
             self,
-            attempt=self.attempt + 1,
-            redelivered=False,
             traceparent=clean_traceparent(trace_context.get(H_TRACEPARENT)) or self.traceparent,
             tracestate=clean_tracestate(trace_context.get(H_TRACESTATE)),
         )
@@ -135,7 +125,7 @@ class Envelope:
         if tracestate := clean_tracestate(self.tracestate):
             headers[H_TRACESTATE] = tracestate
         if self.submitter:
-            headers[H_SUBMITTER] = bounded(self.submitter, 200)
+            headers[H_SUBMITTER] = bounded(self.submitter, MAX_SUBMITTER)
         return headers
 
     def to_message(self) -> aio_pika.Message:
@@ -153,7 +143,7 @@ class Envelope:
             type=self.type,
             timestamp=self.created_at,
             priority=self.priority,
-            app_id="warren",
+            app_id=APP_ID,
             headers=self.headers(),
         )
 
@@ -193,48 +183,6 @@ class Envelope:
             submitter=_text(headers.get(H_SUBMITTER)),
             redelivered=bool(delivery.redelivered),
         )
-
-
-def dead_letter_message(
-    delivery: AbstractIncomingMessage,
-    *,
-    reason: str,
-    error_type: str,
-    error: str,
-    queue: str,
-    attempts: int,
-) -> aio_pika.Message:
-    """The delivery as it came plus headers saying why it is dead (undecodable ones too)."""
-    headers = _copyable_headers(delivery.headers or {})
-    headers.update(
-        {
-            H_DEAD_REASON: bounded(reason, 100),
-            H_DEAD_ERROR_TYPE: bounded(error_type, 200),
-            H_DEAD_ERROR: bounded(error),
-            H_DEAD_AT: datetime.now(UTC).isoformat(),
-            H_DEAD_QUEUE: queue,
-            H_DEAD_ATTEMPTS: attempts,
-        }
-    )
-    return aio_pika.Message(
-        delivery.body,
-        content_type=delivery.content_type,
-        content_encoding=delivery.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=delivery.message_id,
-        type=delivery.type,
-        timestamp=delivery.timestamp,
-        app_id="warren",
-        headers=headers,
-    )
-
-
-def _copyable_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """Original headers, unless they are so large that ours could push them past a frame."""
-    kept = {k: v for k, v in headers.items() if k != "x-death"}
-    if len(repr(kept)) > MAX_COPIED_HEADERS:
-        return {"warren-dropped-headers": "original headers too large to keep"}
-    return kept
 
 
 def _text(value: object) -> str | None:

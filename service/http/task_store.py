@@ -1,0 +1,68 @@
+"""Task records in the gateway: store, recorder and waiters, held for the app's life.
+
+``task_store`` is a ``cleanup_ctx`` resource: it opens the store, wakes this
+process's waiters on every change the store signals, and starts the recorder
+on a broker connection of its own (so a blocked publishing connection never
+stalls the recorder's acks); it stops them in the reverse order.
+``release_waiters`` runs on shutdown, before aiohttp waits for handlers, so
+long-polls answer and event streams end instead of holding the shutdown up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from warren.service.amqp import connect
+from warren.service.http.keys import SETTINGS
+from warren.service.http.problems import Problem
+from warren.service.recorder import Recorder
+from warren.service.store import TaskStore, open_store
+from warren.service.store.watch import Watchers
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("task_store", TaskStore)
+RECORDER = web.AppKey("recorder", Recorder)
+WATCHERS = web.AppKey("watchers", Watchers)
+
+
+async def task_store(app: web.Application) -> AsyncIterator[None]:
+    """Store, waiters and recorder for the app's life; the recorder has its own connection."""
+    settings = app[SETTINGS]
+    store = await open_store(settings.store_url)
+    watchers = Watchers()
+    store.subscribe(watchers.changed)
+    recorder = Recorder(store, settings)
+    connection = None
+    try:
+        connection = await connect(settings, "gateway-recorder")
+        await recorder.start(connection)
+        app[STORE], app[RECORDER], app[WATCHERS] = store, recorder, watchers
+        yield
+    finally:
+        watchers.close()
+        await recorder.close()
+        if connection is not None:
+            await connection.close()
+        await store.close()
+
+
+async def release_waiters(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for handlers: long-polls answer, streams end."""
+    if WATCHERS in app:
+        app[WATCHERS].close()
+
+
+def store_problem(exc: Exception) -> Problem:
+    """The answer of any view whose store read or write failed: 503, try again in a second."""
+    log.warning("task store unavailable: %s", exc)
+    return Problem(
+        503,
+        "store-unavailable",
+        "Service Unavailable",
+        "the task store cannot be reached",
+        headers={"Retry-After": "1"},
+    )

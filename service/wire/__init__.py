@@ -1,0 +1,52 @@
+"""Everything Warren puts on the broker is built here, and read back here.
+
+* ``envelope``: a task as a message (work queues and retry tiers): ``Envelope``,
+  ``to_message`` / ``from_delivery``;
+* ``dead``: a dead letter, the delivery as it came plus why it is dead;
+* ``events``: a lifecycle event, the store's ``Change`` encoded
+  (``task_change`` builds one from an envelope, ``event_message`` encodes it,
+  ``decode_event`` reads it back);
+* ``control``: commands from the gateway to every consumer (cancellations).
+
+Other modules build no message body, header or property of their own, and
+decode none: the consumer's delivery path reads a delivery's ids only to label
+its span and log lines (with the header names defined here), before it is
+decoded. aio-pika appears here only as the message type a publish takes and
+the delivery type a consumer gets; publishing itself is
+``warren.service.amqp``'s business.
+"""
+
+from warren.service.wire.control import ControlMessage, cancel_message, parse_control, sync_message
+from warren.service.wire.dead import dead_letter_message
+from warren.service.wire.envelope import (
+    CONTENT_TYPE,
+    Envelope,
+    bounded,
+    clean_traceparent,
+    clean_tracestate,
+)
+from warren.service.wire.events import (
+    EventMessage,
+    decode_event,
+    event_message,
+    event_task_id,
+    task_change,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "ControlMessage",
+    "Envelope",
+    "EventMessage",
+    "bounded",
+    "cancel_message",
+    "clean_traceparent",
+    "clean_tracestate",
+    "dead_letter_message",
+    "decode_event",
+    "event_message",
+    "event_task_id",
+    "parse_control",
+    "sync_message",
+    "task_change",
+]

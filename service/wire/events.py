@@ -1,0 +1,152 @@
+"""Lifecycle events: the store's model of a change (``Change``) on the wire, and back.
+
+Consumers publish one per state change of a task (confirmed, persistent) to
+``<ns>.events`` with routing key ``<queue>.<status>``, before the delivery is
+acked, so a crash can only duplicate an event, never lose one. ``message_id``
+is ``<task id>.<attempt>.<status>`` (``Change.dedup_key``): readers
+deduplicate on it. The recorder decodes every event back into the ``Change``
+it was built from: there is no second shape of an event to keep in step.
+
+The body is a JSON object: ``task_id``, ``type``, ``queue``, ``status``,
+``attempt``, ``max_attempts``, ``at``, ``trace_id``, ``worker``,
+``redelivered``, ``created_at`` and ``submitter`` (from the envelope: any
+single event rebuilds a whole record, owner included, should the gateway's
+own ``queued`` write be lost with it), and those details the change has:
+``result`` (succeeded), ``error_type``, ``error``, ``next_delay_seconds``
+(retrying), ``reason`` (dead, cancelled), and ``started_at`` on every event
+of a run: a short task publishes no ``running`` event
+(``running_event_delay_seconds``), so its outcome says when it started.
+Events of tasks that never ran (undecodable, cancelled while queued) have none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+from aiormq import spec
+from pydantic import ValidationError
+
+from warren.service.errors import DecodeError
+from warren.service.store.model import Change, Status
+from warren.service.topology import Names
+from warren.service.wire.envelope import APP_ID, CONTENT_TYPE, Envelope
+
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+EVENT_TYPES = {s: f"warren.event.{s.value}" for s in Status}
+# Said only when known (every event says the rest, null or not).
+DETAILS = ("next_delay_seconds", "error_type", "error", "reason", "started_at")
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """An event as it goes on the wire: body, AMQP properties and routing key, built directly.
+
+    Consumers publish one or two events per task; ``aio_pika.Message`` sets a
+    dozen attributes through a checking ``__setattr__`` and then copies them into
+    these same properties, which cost more than the rest of the event.
+    """
+
+    body: bytes
+    properties: spec.Basic.Properties
+    routing_key: str
+
+
+def task_change(
+    envelope: Envelope,
+    status: Status,
+    *,
+    worker: str | None = None,
+    at: datetime | None = None,
+    started_at: datetime | None = None,
+    result: Any = None,
+    error_type: str | None = None,
+    error: str | None = None,
+    reason: str | None = None,
+    next_delay_seconds: float | None = None,
+) -> Change:
+    """What ``envelope``'s task just went through (``at``, default now), as a ``Change``.
+
+    The one builder of changes: consumers' events and the gateway's own
+    ``queued`` write alike. Built unvalidated, on the hot path of every
+    settle: the values come from an envelope Warren built or decoded (checked
+    then) and from Warren's own outcome; the recorder validates what it decodes.
+    """
+    return Change.model_construct(
+        task_id=envelope.id,
+        type=envelope.type,
+        queue=envelope.queue,
+        status=status,
+        attempt=envelope.attempt,
+        max_attempts=envelope.max_attempts,
+        at=at or datetime.now(UTC),
+        trace_id=envelope.trace_id,
+        worker=worker,
+        redelivered=envelope.redelivered,
+        result=result,
+        error_type=error_type,
+        error=error,
+        reason=reason,
+        next_delay_seconds=next_delay_seconds,
+        started_at=started_at,
+        created_at=envelope.created_at,
+        submitter=envelope.submitter,
+    )
+
+
+def event_message(change: Change) -> EventMessage:
+    """``change`` as the event consumers publish."""
+    return EventMessage(
+        orjson.dumps(_event_json(change), default=str),
+        spec.Basic.Properties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=change.dedup_key,
+            message_type=EVENT_TYPES[change.status],
+            app_id=APP_ID,
+        ),
+        Names.event_key(change.queue, change.status.value),
+    )
+
+
+def _event_json(change: Change) -> dict[str, Any]:
+    body = {
+        "task_id": change.task_id,
+        "type": change.type,
+        "queue": change.queue,
+        "status": change.status.value,
+        "attempt": change.attempt,
+        "max_attempts": change.max_attempts,
+        "at": change.at,
+        "trace_id": change.trace_id,
+        "worker": change.worker,
+        "redelivered": change.redelivered,
+        "created_at": change.created_at,
+        "submitter": change.submitter,
+    }
+    if change.status is Status.SUCCEEDED:
+        body["result"] = change.result  # even null: a handler may return nothing
+    for name in DETAILS:
+        if (value := getattr(change, name)) is not None:
+            body[name] = value
+    return body
+
+
+def decode_event(body: bytes) -> Change:
+    """The change an event body says; ``DecodeError`` for anything that is not an event.
+
+    Unknown fields are ignored, so consumers may add to events without breaking
+    recorders that are older than them.
+    """
+    try:
+        return Change.model_validate_json(body)
+    except ValidationError as exc:
+        raise DecodeError("malformed-event", str(exc)) from None
+
+
+def event_task_id(message_id: str | None) -> str:
+    """The task an event is about, from its ``message_id`` alone (no body to parse)."""
+    return (message_id or "").split(".", 1)[0]
