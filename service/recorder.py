@@ -36,6 +36,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from warren.service import topology
+from warren.service.background import Background
 from warren.service.errors import DecodeError
 from warren.service.settings import Settings
 from warren.service.store import Change, TaskRecord, TaskStore
@@ -44,6 +45,7 @@ from warren.service.store.merge import merge_all
 from warren.service.wire import decode_event
 
 log = logging.getLogger(__name__)
+WRITER, PRUNER = "recorder-writer", "recorder-pruner"
 PRUNE_EVERY_SECONDS = 3600.0
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 # Under load only (more arrived while a batch was written): let the next batch fill this much
@@ -81,7 +83,7 @@ class Recorder:
         self._pending: list[_Item] = []
         self._unflushed: dict[str, list[Change]] = {}
         self._arrived = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Background()
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -94,10 +96,14 @@ class Recorder:
         names = self._shape.names
         self._queue = await topology.declare_queue(self._channel, self._shape, names.recorder_queue)
         self._consumer_tag = await self._queue.consume(self._on_delivery)
-        self._tasks = [
-            asyncio.create_task(self._write_forever(), name="recorder-writer"),
-            asyncio.create_task(self._prune_forever(), name="recorder-pruner"),
-        ]
+        # Supervised: a crash restarts the loop and shows in /readyz, never a silent stop.
+        self._loops.start(WRITER, self._write_forever)
+        self._loops.start(PRUNER, self._prune_forever)
+
+    @property
+    def healthy(self) -> bool:
+        """Its loops run (none crashed lately): what the gateway's /readyz adds."""
+        return self._loops.healthy
 
     def submitted(self, change: Change) -> None:
         """The gateway's ``queued`` write, joined to the next batch (no round trip now)."""
@@ -131,7 +137,11 @@ class Recorder:
             while self._pending:
                 batch = self._pending[: self._batch_size]
                 del self._pending[: len(batch)]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except BaseException:
+                    self._pending[:0] = batch  # the restarted writer takes them again
+                    raise
                 if 0 < len(self._pending) < self._batch_size and not self._closing:
                     await asyncio.sleep(LINGER_SECONDS)
             if self._closing:
@@ -189,26 +199,34 @@ class Recorder:
             stats.max_lag_seconds = max(stats.max_lag_seconds, stats.lag_seconds)
 
     async def _ack(self, batch: list[_Item]) -> None:
-        """One ``multiple`` ack per channel, unless an older delivery is still pending there."""
+        """One ``multiple`` ack per channel, unless an older delivery is still pending there.
+
+        A delivery whose channel has closed since (a broker restart, a lost connection)
+        cannot be acked and need not be: the broker redelivers it on the new channel and
+        the merge is idempotent. It is skipped here, never raised: a raise would stop
+        the writer, and with it every record.
+        """
+        live = [
+            item.delivery
+            for item in batch
+            if item.delivery is not None and _channel_key(item.delivery) is not None
+        ]
         newest: dict[int, AbstractIncomingMessage] = {}
-        singles: list[AbstractIncomingMessage] = []
-        for item in batch:
-            if item.delivery is None:
+        for delivery in live:
+            key = _channel_key(delivery)
+            if key is None:
                 continue
-            key = id(item.delivery.channel)
-            if (seen := newest.get(key)) is None or _tag(seen) < _tag(item.delivery):
-                newest[key] = item.delivery
+            if (seen := newest.get(key)) is None or _tag(seen) < _tag(delivery):
+                newest[key] = delivery
+        singles: list[AbstractIncomingMessage] = []
         for key, delivery in list(newest.items()):
             if any(_older_on(p.delivery, key, delivery) for p in self._pending):
-                singles += [
-                    i.delivery for i in batch if i.delivery and id(i.delivery.channel) == key
-                ]
+                singles += [d for d in live if _channel_key(d) == key]
                 del newest[key]
-        with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
-            for delivery in newest.values():
-                await delivery.ack(multiple=True)
-            for delivery in singles:
-                await delivery.ack()
+        for delivery in newest.values():
+            await _ack_quietly(delivery, multiple=True)
+        for delivery in singles:
+            await _ack_quietly(delivery, multiple=False)
 
     async def _prune_forever(self) -> None:
         while True:
@@ -235,16 +253,15 @@ class Recorder:
                 async with asyncio.timeout(drain_seconds):
                     await self._queue.cancel(self._consumer_tag)
         self._arrived.set()
-        writer, pruner = self._tasks or (None, None)
-        if pruner is not None:
-            pruner.cancel()
+        await self._loops.close(PRUNER)
+        writer = self._loops.task(WRITER)
         if writer is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(writer, drain_seconds)
+                await asyncio.wait_for(asyncio.shield(writer), drain_seconds)
+        await self._loops.close()
         if self._channel is not None:
             with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
                 await self._channel.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         own = [c for changes in self._unflushed.values() for c in changes]
         if own:
             try:
@@ -268,11 +285,30 @@ def _tag(delivery: AbstractIncomingMessage) -> int:
     return delivery.delivery_tag or 0
 
 
+def _channel_key(delivery: AbstractIncomingMessage | None) -> int | None:
+    """Which channel a delivery came on; ``None`` for the gateway's own writes and for a
+    delivery whose channel has closed (aio-pika raises on ``.channel`` then)."""
+    if delivery is None:
+        return None
+    try:
+        return id(delivery.channel)
+    except ChannelInvalidStateError:
+        return None
+
+
+async def _ack_quietly(delivery: AbstractIncomingMessage, *, multiple: bool) -> None:
+    """Ack; a channel that closes meanwhile means the broker redelivers, which is harmless."""
+    try:
+        await delivery.ack(multiple=multiple)
+    except (AMQPError, ChannelInvalidStateError, RuntimeError) as exc:
+        log.info("recorder: ack not sent (%r); the broker redelivers those events", exc)
+
+
 def _older_on(
     delivery: AbstractIncomingMessage | None, channel_key: int, newest: AbstractIncomingMessage
 ) -> bool:
     return (
         delivery is not None
-        and id(delivery.channel) == channel_key
+        and _channel_key(delivery) == channel_key
         and _tag(delivery) < _tag(newest)
     )

@@ -14,6 +14,7 @@ from warren.service.http.idempotency import SubmissionClaim, claim_submission
 from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission, read_json, validate
+from warren.service.http.task_store import RECORDER
 from warren.service.http.tracing import publish_attributes
 from warren.service.metrics import SUBMISSIONS
 from warren.service.store.model import new_task_id
@@ -146,4 +147,7 @@ async def readyz(request: web.Request) -> web.Response:
     publisher = request.app.get(PUBLISHER)
     if publisher is None or not publisher.ready:
         raise Problem(503, "not-ready", "Service Unavailable", "no broker connection")
+    recorder = request.app.get(RECORDER)
+    if recorder is not None and not recorder.healthy:
+        raise Problem(503, "not-ready", "Service Unavailable", "the task recorder is restarting")
     return web.json_response({"status": "ready"})

@@ -17,6 +17,7 @@ from tests.conftest import make_settings
 from tests.faults.broker import RabbitNode
 from tests.faults.ledger import EventTap, Ledger, Verdict
 from tests.faults.load import HttpLoad, patience
+from tests.faults.oracle import ApiVerdict, api_converged
 from tests.faults.procs import (
     Proc,
     Spawner,
@@ -30,6 +31,7 @@ from warren.service.settings import Settings
 from warren.service.topology import Names
 
 T = TypeVar("T")
+API_WITHIN = 30.0  # seconds for the task API to agree with the broker's events
 
 
 def warren_url(url: str) -> str:
@@ -129,11 +131,21 @@ class Harness:
     def load(self, prefix: str = "t", **options: Any) -> HttpLoad:
         return HttpLoad(self.base_url, self.ledger, f"{self.scenario}-{prefix}", **options)
 
+    async def api_converged(self, within: float = 30) -> ApiVerdict:
+        """Every accepted task's record in the task API, long-polled until final."""
+        return await api_converged(self.base_url, self.ledger, patience(within))
+
     async def outcomes(self, within: float = 60, linger: float = 1.0) -> Verdict:
-        """Read events until every accepted task has an outcome, then classify."""
+        """Read events until every accepted task has an outcome, then classify.
+
+        With a gateway running, the task API is judged too: every accepted task must be
+        final in ``GET /v1/tasks/{id}`` within ``API_WITHIN`` seconds of the broker's events.
+        """
         await self.tap.collect(
             self.ledger, self.ledger.finished, patience(within), linger, explain=self.explain
         )
+        if self.gateway is not None and self.gateway.alive():
+            (await self.api_converged(API_WITHIN)).check()
         return self.ledger.verdict()
 
 
