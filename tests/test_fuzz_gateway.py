@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import make_settings
 from tests.demo import CATALOG
+from tests.support import postgres_schema
 from warren.service import topology
 from warren.service.http.app import create_app
 from warren.service.http.auth import OPEN_PATHS, hash_token
@@ -235,3 +236,41 @@ def test_a_key_without_the_scope_is_a_documented_403(
     bearer = {"Authorization": f"Bearer {READER}"}
     statuses = fuzz(api["/v1/tasks"]["POST"].as_strategy(), keyed_url, 10, bearer)
     assert set(statuses) == {403}, statuses
+
+
+# --- the query side on PostgreSQL: its errors for odd input must not read as outages ---------
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    schema = postgres_schema()
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop.run_until_complete(schema.__aenter__())
+    finally:
+        loop.run_until_complete(schema.__aexit__(None, None, None))
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_base_url(postgres_url: str) -> Iterator[str]:
+    gateway = GatewayThread(make_settings(store_url=postgres_url))
+    url = gateway.start()
+    try:
+        yield url
+    finally:
+        gateway.stop()
+
+
+READS = [op for op in OPERATIONS if op[1].startswith("/v1/tasks") and op != ("POST", "/v1/tasks")]
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize(("method", "path"), READS, ids=[" ".join(op) for op in READS])
+def test_reads_on_postgresql_conform(
+    api: schemathesis.BaseSchema,
+    postgres_base_url: str,
+    method: str,
+    path: str,
+    mode: GenerationMode,
+) -> None:
+    """No 5xx and documented answers for generated queries, ids and cursors on PostgreSQL."""
+    fuzz(api[path][method].as_strategy(generation_mode=mode), postgres_base_url)

@@ -7,11 +7,13 @@ and never polls the database.
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
+from warren.service.contracts import QUEUE_NAME, TASK_NAME
 from warren.service.http.auth import CLIENT
 from warren.service.http.problems import Problem
 from warren.service.http.task_records import json_response, not_found, read_record, record_json
@@ -23,6 +25,9 @@ from warren.service.store.sql import decode_cursor
 
 MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 500
+# What a database time column holds without overflow on either store, in UTC.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, tzinfo=UTC)
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -65,8 +70,8 @@ def list_query(request: web.Request) -> ListQuery:
     cursor = _cursor(params.get("cursor") or None)
     return ListQuery(
         statuses=statuses,
-        type=params.get("type") or None,
-        queue=params.get("queue") or None,
+        type=_name(params.get("type"), "type", TASK_NAME, "a task type name (area.action)"),
+        queue=_name(params.get("queue"), "queue", QUEUE_NAME, "a queue name"),
         since=since,
         limit=int(float_param(request, "limit", 50, 1, MAX_PAGE)),
         cursor=cursor,
@@ -81,15 +86,28 @@ def _statuses(raw: str) -> tuple[Status, ...]:
         raise bad_param("status", f"one or more of {', '.join(s.value for s in Status)}") from None
 
 
+def _name(raw: str | None, name: str, pattern: re.Pattern[str], wanted: str) -> str | None:
+    """A filter on a name that can exist, else a 400: a NUL or a stray byte must never reach
+    the database, where it is an error (PostgreSQL) or an exception (SQLite), not a miss."""
+    if not raw:
+        return None
+    if not pattern.match(raw):
+        raise bad_param(name, wanted)
+    return raw
+
+
 def _since(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
         since = datetime.fromisoformat(raw)
-    except ValueError:
-        raise bad_param("since", "an ISO 8601 time") from None
-    if since.tzinfo is None:
-        raise bad_param("since", "a time with its UTC offset")
+        if since.tzinfo is None:
+            raise bad_param("since", "a time with its UTC offset")
+        since = since.astimezone(UTC)  # overflows past year 1 or 9999: a 400, not a 500
+    except (ValueError, OverflowError):
+        raise bad_param("since", "an ISO 8601 time with its UTC offset") from None
+    if not EARLIEST <= since <= LATEST:
+        raise bad_param("since", f"a time from {EARLIEST.year} to {LATEST.year}")
     return since
 
 
