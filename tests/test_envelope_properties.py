@@ -35,6 +35,9 @@ from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
 from warren.service.contracts import QUEUE_NAME, TASK_NAME
 from warren.service.errors import DecodeError
+from warren.service.http.problems import Problem
+from warren.service.http.submission import validate
+from warren.service.http.views import build_envelope
 from warren.service.store.model import TASK_ID
 from warren.service.wire.envelope import (
     CONTENT_TYPE,
@@ -243,3 +246,29 @@ def test_any_delivery_decodes_or_raises_decode_error() -> None:
     decode()
     # The generator reached every stage: refused early, late, and not at all.
     assert {"decoded", "wrong-content-type", "bad-header", "not-json"} <= set(outcomes), outcomes
+
+
+# --- 4. what the gateway accepts, the envelope carries faithfully ----------------------------
+@PROPERTIES
+@given(
+    timeout=st.none() | st.floats(min_value=0, max_value=300, exclude_min=True),
+    attempts=st.none() | st.integers(1, 25),
+    priority=st.integers(0, 9),
+)
+def test_every_accepted_submission_makes_an_envelope_that_decodes(
+    timeout: float | None, attempts: int | None, priority: int
+) -> None:
+    """A submission answered ``202`` must decode at the consumer: else it is dead-lettered
+    undecodable and its record stays ``queued`` for good (a timeout under half a millisecond
+    once rounded to a zero ``warren-timeout-ms``)."""
+    body: dict[str, Any] = {"type": "diag.echo", "payload": {"message": "m"}, "priority": priority}
+    body |= {"timeout_seconds": timeout} if timeout is not None else {}
+    body |= {"max_attempts": attempts} if attempts is not None else {}
+    try:
+        valid = validate(body, CATALOG)
+    except Problem as refused:
+        assert refused.status == 422
+        return
+    envelope = build_envelope(valid, "client")
+    decoded = Envelope.from_delivery(over_the_wire(envelope.to_message()))
+    assert decoded.timeout_seconds > 0 and decoded.max_attempts == valid.max_attempts

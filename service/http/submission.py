@@ -47,7 +47,11 @@ class Submission(BaseModel):
     type: str = Field(max_length=81, pattern=TASK_NAME.pattern, description="Task type name.")
     payload: dict[str, Any] = Field(description="Checked against the task type's payload model.")
     max_attempts: int | None = Field(None, ge=1, description="Up to the type's cap.")
-    timeout_seconds: float | None = Field(None, gt=0, description="Up to the type's cap.")
+    # At least the envelope's resolution (warren-timeout-ms): a smaller timeout would round to
+    # 0 ms, be accepted here and then be dead-lettered undecodable at the consumer.
+    timeout_seconds: float | None = Field(
+        None, ge=0.001, description="Seconds, from 0.001 up to the type's cap."
+    )
     priority: int = Field(0, ge=0, le=9, description="AMQP priority (used by priority queues).")
 
 

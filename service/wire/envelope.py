@@ -116,7 +116,7 @@ class Envelope:
             H_QUEUE: self.queue,
             H_ATTEMPT: self.attempt,
             H_MAX_ATTEMPTS: self.max_attempts,
-            H_TIMEOUT_MS: round(self.timeout_seconds * 1000),
+            H_TIMEOUT_MS: max(1, round(self.timeout_seconds * 1000)),  # never 0: undecodable
             H_CREATED_AT: self.created_at.isoformat(),
         }
         # Trace context and submitter come from a request: re-checked here, the last door.
