@@ -20,7 +20,8 @@ from aio_pika.abc import AbstractRobustConnection
 import warren
 import warren.client
 from tests.conftest import Spawn
-from tests.processes import Child, free_port, ready
+from tests.demo import CATALOG
+from tests.processes import REPO, Child, free_port, ready
 from warren.service import topology
 from warren.service.apps import App, load_app
 from warren.service.errors import ConfigurationError
@@ -169,3 +170,51 @@ def test_an_app_may_not_redefine_a_built_in_task_type() -> None:
 
     with pytest.raises(ConfigurationError, match="defined twice"):
         App(contracts=[diag_echo])
+
+
+@pytest.mark.usefixtures("receipts_queue")
+async def test_two_apps_in_two_namespaces_run_side_by_side(
+    spawn: Spawn, settings: Settings, connection: AbstractRobustConnection, tmp_path: Path
+) -> None:
+    # Given the user's app in the test's namespace and the example app in another, one broker
+    root = write_app(tmp_path / "project")
+    other = settings.model_copy(
+        update={"namespace": f"{settings.namespace}-b", "store_url": f"sqlite:///{tmp_path}/b.db"}
+    )
+    ports = free_port(), free_port()
+    mine = start_app(spawn, root, "gateway", "--port", str(ports[0]))
+    start_app(spawn, root, "consume", "--queue", "diag")
+    theirs = spawn(
+        "gateway", "--port", str(ports[1]), namespace=other.namespace, store_url=other.store_url
+    )
+    spawn("consume", "--queue", "diag", namespace=other.namespace)
+    try:
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        async with aiohttp.ClientSession() as http:
+            await ready(http, f"{bases[0]}/readyz", mine, within=20)
+            await ready(http, f"{bases[1]}/readyz", theirs, within=20)
+        # When each is asked for what only it knows, and both for diag.echo
+        async with warren.AsyncClient(bases[0]) as shop, warren.AsyncClient(bases[1]) as demo:
+            with pytest.raises(warren.ValidationFailed):
+                await shop.submit("email.send", {"to": ["a@b.c"], "subject": "s", "text": "t"})
+            with pytest.raises(warren.ValidationFailed):
+                await demo.submit("shop.send_receipt", {"order_id": 1, "email": "a@b.c"})
+            echoes = [await c.submit("diag.echo", {"message": "ns"}) for c in (shop, demo)]
+            # Then each namespace ran its own task, and neither sees the other's
+            assert (await shop.wait(echoes[0].id, timeout=20)).status == "succeeded"
+            assert (await demo.wait(echoes[1].id, timeout=20)).status == "succeeded"
+            with pytest.raises(warren.NotFound):
+                await shop.get(echoes[1].id)
+    finally:
+        channel = await connection.channel()
+        await topology.delete(channel, topology.build(other, [*CATALOG.queues, "receipts"]))
+        await channel.close()
+
+
+def test_no_core_module_imports_the_example_app() -> None:
+    core = [*Path(REPO, "service").rglob("*.py"), *Path(REPO, "consumers").rglob("*.py")]
+    core += Path(REPO, "warren").glob("*.py")
+    importing = [
+        p for p in core if "import examples" in p.read_text() or "from examples" in p.read_text()
+    ]
+    assert not importing
