@@ -18,9 +18,7 @@ and whatever is left unacked when the connection closes the broker requeues.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -38,6 +36,7 @@ from warren.service.amqp import Publisher, connect
 from warren.service.contracts import Catalog
 from warren.service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
 from warren.service.settings import Settings
+from warren.service.supervisor import run_until_signal
 from warren.service.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -259,28 +258,11 @@ async def run(
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
 
-    The signal handlers are in place before start-up, and start-up races the
-    signal: a SIGTERM while still connecting (which retries for up to
+    A SIGTERM while still starting (connecting, which retries for up to
     ``connect_timeout_seconds``) abandons the start and exits cleanly at once.
     """
     consumer = Consumer(settings, catalog, registry, queue, concurrency, health_port)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    starting = asyncio.ensure_future(consumer.start())
-    signalled = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            log.info("signal received during start-up: not starting %s", queue)
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-        else:
-            starting.result()  # a failed start-up raises here (the process exits non-zero)
-            await signalled
-            log.info("signal received: stopping %s", queue)
+        await run_until_signal(consumer.start(), queue)
     finally:
-        signalled.cancel()
         await consumer.stop()

@@ -8,12 +8,9 @@ run consumers, so the gateway never loads a handler.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import shlex
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +20,7 @@ from warren.service import keys_cli, loops, tasks_cli, topology
 from warren.service.amqp import connect
 from warren.service.logs import setup_logging
 from warren.service.settings import Settings
+from warren.service.supervisor import run_until_signal
 from warren.service.tasks import CATALOG
 from warren.service.telemetry import shutdown_telemetry
 
@@ -33,25 +31,10 @@ async def serve_gateway(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT; a signal during start-up (connecting) stops at once."""
     from warren.service.http.app import create_app
 
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
     runner = web.AppRunner(create_app(settings), access_log=None)
-    starting = asyncio.ensure_future(_start_site(runner, settings))
-    signalled = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()  # a failed start-up (broker, port in use) raises here
-            await signalled
-        else:
-            log.info("signal received during start-up: not serving")
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+        await run_until_signal(_start_site(runner, settings), "the gateway")
     finally:
-        signalled.cancel()
         await runner.cleanup()  # also closes the broker connection (the app's cleanup_ctx)
         log.info("gateway stopped")
 
@@ -71,7 +54,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if settings.http_workers > 1 and args.worker is None:
         from warren.service.http.workers import supervise
 
-        return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
+        return supervise(settings)  # starts `gateway --worker N` processes
     try:
         loops.run(serve_gateway(settings))
     finally:
