@@ -3,6 +3,8 @@
 Readiness means "attached and able to settle": both broker connections up and
 the consumer registered. A consumer that silently lost its consumer after a
 reconnect would still be alive but not ready, which is what a probe should see.
+The server starts before the consumer connects: while the broker is away at
+start-up, ``/healthz`` is 200 and ``/readyz`` 503, as after a connection loss.
 """
 
 from __future__ import annotations

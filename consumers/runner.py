@@ -32,7 +32,8 @@ from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
 from warren.consumers.threads import HandlerThreads
 from warren.service import topology
-from warren.service.amqp import Publisher, connect
+from warren.service.amqp import Publisher
+from warren.service.connections import connect
 from warren.service.contracts import Catalog
 from warren.service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
 from warren.service.settings import Settings
@@ -82,15 +83,20 @@ class Consumer:
 
     @property
     def ready(self) -> bool:
-        """Consuming, not stopping, and both broker connections up."""
+        """Consuming, not stopping, both broker connections up, and queue depths sampled."""
         return (
             self._consumer_tag is not None
             and not self._stopped
             and all(c.connected.is_set() for c in self._connections)
+            and self._sampled.is_set()
         )
 
     async def start(self) -> None:
+        """Probes first (``/readyz`` 503 until consuming), then the broker, however long it
+        takes to answer; a broker refusing our user raises ``ConfigurationError``."""
         setup_telemetry(self.settings, f"consumer-{self.queue}")
+        if self._health is not None:
+            await self._health.start()
         publishing = await connect(self.settings, f"{self.queue}-publish")
         self._connections.append(publishing)
         consuming = await connect(self.settings, f"{self.queue}-consume")
@@ -136,10 +142,8 @@ class Consumer:
         self._consumer_tag = await self._queue.consume(on_delivery)
         INFLIGHT_COUNTS[self.queue] = lambda: len(self._inflight)
         self._depths = asyncio.create_task(self._sample_depths(publishing))
-        if self._health is not None:
-            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
-                await self._sampled.wait()  # the first scrape already shows queue depths
-            await self._health.start()
+        async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+            await self._sampled.wait()  # once ready, a scrape shows queue depths
         log.info(
             "consuming %s (worker %s, concurrency %d, prefetch %d)",
             self._queue.name,
@@ -258,8 +262,8 @@ async def run(
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
 
-    A SIGTERM while still starting (connecting, which retries for up to
-    ``connect_timeout_seconds``) abandons the start and exits cleanly at once.
+    A SIGTERM while still starting (waiting for the broker, however long)
+    abandons the start and exits cleanly at once.
     """
     consumer = Consumer(settings, catalog, registry, queue, concurrency, health_port)
     try:

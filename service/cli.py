@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from warren.service import keys_cli, loops, tasks_cli, topology
-from warren.service.amqp import connect
+from warren.service.connections import connect
 from warren.service.logs import setup_logging
 from warren.service.settings import Settings
 from warren.service.supervisor import run_until_signal
@@ -28,12 +28,16 @@ log = logging.getLogger("warren")
 
 
 async def serve_gateway(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT; a signal during start-up (connecting) stops at once."""
+    """Serve until SIGTERM or SIGINT, with or without the broker (it links up in the
+    background); a signal during start-up stops at once, a broker refusing us for good
+    stops the gateway with that error."""
     from warren.service.http.app import create_app
+    from warren.service.http.keys import BROKER
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
     try:
-        await run_until_signal(_start_site(runner, settings), "the gateway")
+        await run_until_signal(_start_site(runner, settings), "the gateway", app[BROKER].failed)
     finally:
         await runner.cleanup()  # also closes the broker connection (the app's cleanup_ctx)
         log.info("gateway stopped")
@@ -82,7 +86,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 async def _apply(settings: Settings) -> None:
-    connection = await connect(settings, "topology")
+    connection = await connect(settings, "topology", within=settings.connect_timeout_seconds)
     async with connection:
         channel = await connection.channel()
         # Always for real: this is the deploy step that least-privilege users rely on.

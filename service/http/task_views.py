@@ -28,12 +28,11 @@ import orjson
 from aiohttp import web
 from opentelemetry import trace
 
-from warren.service.amqp import connect
 from warren.service.envelope import TASK_ID, Envelope, new_task_id
 from warren.service.errors import PublishError
 from warren.service.events import Status
 from warren.service.http.auth import CLIENT
-from warren.service.http.keys import PUBLISHER, SETTINGS
+from warren.service.http.keys import BROKER, PUBLISHER, SETTINGS
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission
 from warren.service.recorder import Recorder
@@ -68,17 +67,15 @@ async def task_store(app: web.Application) -> AsyncIterator[None]:
     watchers = Watchers()
     store.subscribe(watchers.changed)
     recorder = Recorder(store, settings)
-    connection = None
+    link = app[BROKER].link("gateway-recorder", recorder.start)  # starts once linked
     try:
-        connection = await connect(settings, "gateway-recorder")
-        await recorder.start(connection)
+        await link.start()
         app[STORE], app[RECORDER], app[WATCHERS] = store, recorder, watchers
         yield
     finally:
         watchers.close()
         await recorder.close()
-        if connection is not None:
-            await connection.close()
+        await link.close()
         await store.close()
 
 

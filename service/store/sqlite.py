@@ -71,9 +71,13 @@ class SqliteDatabase(Database):
 
     async def _connect(self) -> aiosqlite.Connection:
         connection = await aiosqlite.connect(self.path, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        await connection.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await connection.execute_fetchall("PRAGMA synchronous = NORMAL")
+        try:
+            connection.row_factory = sqlite3.Row
+            await connection.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await connection.execute_fetchall("PRAGMA synchronous = NORMAL")
+        except BaseException:  # e.g. cancelled by a SIGTERM during start-up: close its thread,
+            await connection.close()  # or the process never exits
+            raise
         return connection
 
     async def close(self) -> None:
