@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from warren.service.errors import ConfigurationError
 from warren.service.telemetry import prometheus_text
 
 
@@ -45,7 +46,13 @@ class HealthServer:
         app.router.add_get("/metrics", metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve /healthz on {self._host}:{self._port} ({exc.strerror or exc}): "
+                "set WARREN_HEALTH_PORT (--health-port) to a free port, 0 for none"
+            ) from None
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -18,7 +18,15 @@ from aiohttp import web
 
 from warren.service import keys_cli, loops, tasks_cli, topology
 from warren.service.connections import connect
+from warren.service.errors import ConfigurationError
 from warren.service.logs import setup_logging
+from warren.service.refusals import (
+    EXIT_REFUSED,
+    REFUSALS,
+    OneLineParser,
+    explain,
+    store_refusal,
+)
 from warren.service.settings import Settings
 from warren.service.supervisor import run_until_signal
 from warren.service.tasks import CATALOG
@@ -44,12 +52,24 @@ async def serve_gateway(settings: Settings) -> None:
 
 
 async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
-    await runner.setup()
+    try:
+        await runner.setup()
+    except Exception as exc:
+        if (refused := store_refusal(exc, settings.store_url)) is not None:
+            raise refused from None
+        raise
     # Several workers bind the one port; the kernel spreads connections (http.workers).
     reuse_port = settings.http_workers > 1 or None
-    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port)
-    await site.start()
-    log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
+    host, port = settings.http_host, settings.http_port
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): set WARREN_HTTP_PORT "
+            "(--port) to a free port, or WARREN_HTTP_HOST (--host) to an address of this host"
+        ) from None
+    log.info("gateway listening on http://%s:%d", host, port)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -153,7 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="warren", description=__doc__)
+    p: argparse.ArgumentParser = OneLineParser(prog="warren", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("gateway", help="run the HTTP gateway")
     g.add_argument("--host")
@@ -188,10 +208,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a start-up failure the user can fix is one line on stderr, exit 2."""
     args = parser().parse_args(argv)
-    if args.command != "settings":
-        setup_logging(Settings(), args.command)
-    result: int = args.func(args)
+    try:
+        if args.command != "settings":
+            setup_logging(Settings(), args.command)
+        result: int = args.func(args)
+    except REFUSALS as exc:
+        print(f"warren {args.command}: {explain(exc)}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     return result
 
 

@@ -104,3 +104,19 @@ async def test_ready_as_soon_as_the_broker_answers(
             assert await status(http, "POST", f"{base}/v1/tasks", json=ECHO) == 202
     proc.send(signal.SIGTERM)
     assert await proc.exit_code(within=10) == 0, proc.log()
+
+
+@pytest.mark.parametrize("role", ["gateway", "consumer"])
+async def test_a_broker_refusing_the_user_once_it_answers_stops_the_process(
+    spawn: Spawn, closed_proxy: TcpProxy, role: str
+) -> None:
+    proc, base = start(spawn, role, via(closed_proxy.port, "wrong"), log_level="ERROR")
+    async with aiohttp.ClientSession() as http:
+        await ready(http, f"{base}/healthz", proc, within=20)
+
+    await closed_proxy.start()
+
+    assert await proc.exit_code(within=10) == 2
+    [line] = proc.log().splitlines()
+    assert line.startswith(f"warren {'gateway' if role == 'gateway' else 'consume'}: ")
+    assert "refused user 'guest'" in line and "WARREN_BROKER_URL" in line
