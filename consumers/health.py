@@ -3,6 +3,8 @@
 Readiness means "attached and able to settle": both broker connections up and
 the consumer registered. A consumer that silently lost its consumer after a
 reconnect would still be alive but not ready, which is what a probe should see.
+The server starts before the consumer connects: while the broker is away at
+start-up, ``/healthz`` is 200 and ``/readyz`` 503, as after a connection loss.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from warren.service.errors import ConfigurationError
 from warren.service.telemetry import prometheus_text
 
 
@@ -43,7 +46,13 @@ class HealthServer:
         app.router.add_get("/metrics", metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve /healthz on {self._host}:{self._port} ({exc.strerror or exc}): "
+                "set WARREN_HEALTH_PORT (--health-port) to a free port, 0 for none"
+            ) from None
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -18,9 +18,7 @@ and whatever is left unacked when the connection closes the broker requeues.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -34,10 +32,12 @@ from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
 from warren.consumers.threads import HandlerThreads
 from warren.service import topology
-from warren.service.amqp import Publisher, connect
+from warren.service.amqp import Publisher
+from warren.service.connections import connect
 from warren.service.contracts import Catalog
 from warren.service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
 from warren.service.settings import Settings
+from warren.service.supervisor import run_until_signal
 from warren.service.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,20 @@ class Consumer:
 
     @property
     def ready(self) -> bool:
-        """Consuming, not stopping, and both broker connections up."""
+        """Consuming, not stopping, both broker connections up, and queue depths sampled."""
         return (
             self._consumer_tag is not None
             and not self._stopped
             and all(c.connected.is_set() for c in self._connections)
+            and self._sampled.is_set()
         )
 
     async def start(self) -> None:
+        """Probes first (``/readyz`` 503 until consuming), then the broker, however long it
+        takes to answer; a broker refusing our user raises ``ConfigurationError``."""
         setup_telemetry(self.settings, f"consumer-{self.queue}")
+        if self._health is not None:
+            await self._health.start()
         publishing = await connect(self.settings, f"{self.queue}-publish")
         self._connections.append(publishing)
         consuming = await connect(self.settings, f"{self.queue}-consume")
@@ -137,10 +142,8 @@ class Consumer:
         self._consumer_tag = await self._queue.consume(on_delivery)
         INFLIGHT_COUNTS[self.queue] = lambda: len(self._inflight)
         self._depths = asyncio.create_task(self._sample_depths(publishing))
-        if self._health is not None:
-            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
-                await self._sampled.wait()  # the first scrape already shows queue depths
-            await self._health.start()
+        async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+            await self._sampled.wait()  # once ready, a scrape shows queue depths
         log.info(
             "consuming %s (worker %s, concurrency %d, prefetch %d)",
             self._queue.name,
@@ -259,28 +262,11 @@ async def run(
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
 
-    The signal handlers are in place before start-up, and start-up races the
-    signal: a SIGTERM while still connecting (which retries for up to
-    ``connect_timeout_seconds``) abandons the start and exits cleanly at once.
+    A SIGTERM while still starting (waiting for the broker, however long)
+    abandons the start and exits cleanly at once.
     """
     consumer = Consumer(settings, catalog, registry, queue, concurrency, health_port)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    starting = asyncio.ensure_future(consumer.start())
-    signalled = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            log.info("signal received during start-up: not starting %s", queue)
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-        else:
-            starting.result()  # a failed start-up raises here (the process exits non-zero)
-            await signalled
-            log.info("signal received: stopping %s", queue)
+        await run_until_signal(consumer.start(), queue)
     finally:
-        signalled.cancel()
         await consumer.stop()

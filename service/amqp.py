@@ -1,4 +1,4 @@
-"""Broker connections and confirmed publishing, shared by the gateway and consumers.
+"""Confirmed publishing, shared by the gateway and consumers (connections: ``connections``).
 
 Every publish is confirmed and mandatory with ``on_return_raises``: without it
 the broker acks an unroutable message after returning it, and it would be
@@ -19,58 +19,16 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 from aiormq import spec
-from tenacity import (
-    AsyncRetrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from warren.service.errors import PublishError, QueueFull
 from warren.service.metrics import PUBLISH_CONFIRM
-from warren.service.settings import Settings
-from warren.service.topology import Declared, Names, Topology, declare
+from warren.service.topology import Names, Topology, declare
 from warren.service.wire import Envelope, EventMessage
 
 log = logging.getLogger(__name__)
 
-CONNECT_ERRORS = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
 UNBLOCKED_EVENT = "_Connection__connection_unblocked"  # aiormq.Connection's, name-mangled
 BLOCKED_POLL_SECONDS = 0.2
-
-
-async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
-    """A robust connection, retried with backoff for ``connect_timeout_seconds`` at start-up.
-
-    After start-up aio-pika's robust connection reconnects by itself and
-    restores channels, QoS, declarations and consumers.
-    """
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(CONNECT_ERRORS),
-        stop=stop_after_delay(settings.connect_timeout_seconds),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt:
-            return await _connect_once(settings, name)
-    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-
-async def _connect_once(settings: Settings, name: str) -> AbstractRobustConnection:
-    """One attempt; a failed or cancelled one is closed, or its reconnect task outlives it
-    (a SIGTERM during start-up would then hang the process at exit)."""
-    connection = aio_pika.RobustConnection(
-        aio_pika.connection.make_url(settings.broker_url),
-        client_properties={"connection_name": f"warren-{name}"},
-    )
-    try:
-        await connection.connect(timeout=settings.connect_timeout_seconds)
-    except BaseException:
-        await asyncio.shield(connection.close())
-        raise
-    return connection
 
 
 class WireMessage(Protocol):
@@ -94,33 +52,36 @@ class Publisher:
     its lock is first come, first served.
     """
 
-    def __init__(
-        self,
-        connection: AbstractRobustConnection,
-        channel: AbstractChannel,
-        topology: Topology,
-        declared: Declared,
-        timeout: float,
-    ) -> None:
-        self._connection = connection
-        self._channel = channel
+    def __init__(self, topology: Topology, timeout: float) -> None:
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._topology = topology
         self.timeout = timeout
         self.names: Names = topology.names
-        self.declared = declared
-        self._labels = {name: {"exchange": name.rsplit(".", 1)[-1]} for name in declared.exchanges}
+        self._labels = {e.name: {"exchange": e.name.rsplit(".", 1)[-1]} for e in topology.exchanges}
 
     @classmethod
     async def open(
         cls, connection: AbstractRobustConnection, topology: Topology, confirm_timeout: float
     ) -> Publisher:
         """Open a confirming channel and declare the topology on it (idempotent)."""
+        publisher = cls(topology, confirm_timeout)
+        await publisher.attach(connection)
+        return publisher
+
+    async def attach(self, connection: AbstractRobustConnection) -> None:
+        """Publish through ``connection`` from now on. Until then every publish fails fast
+        (``not connected``): the gateway is created before its broker answers."""
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        declared = await declare(channel, topology)
-        return cls(connection, channel, topology, declared, confirm_timeout)
+        await declare(channel, self._topology)
+        self._connection, self._channel = connection, channel
 
     @property
     def ready(self) -> bool:
-        return self._connection.connected.is_set() and not self._channel.is_closed
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            return False
+        return connection.connected.is_set() and not channel.is_closed
 
     @property
     def blocked(self) -> bool:
@@ -131,6 +92,8 @@ class Publisher:
         aiormq tracks that in an event it only exposes as a wait (``ready()``), so
         the flag is read from the event itself; a missing event reads "not blocked".
         """
+        if self._connection is None:
+            return False
         transport = self._connection.transport
         unblocked = getattr(transport and transport.connection, UNBLOCKED_EVENT, None)
         return (
@@ -201,10 +164,11 @@ class Publisher:
     async def _confirm(
         self, exchange: str, message: WireMessage, routing_key: str, mandatory: bool
     ) -> None:
-        if not self._connection.connected.is_set():
+        connection, robust_channel = self._connection, self._channel
+        if connection is None or robust_channel is None or not connection.connected.is_set():
             raise PublishError("not connected to the broker")
         try:
-            channel = await self._channel.get_underlay_channel()
+            channel = await robust_channel.get_underlay_channel()
             await channel.basic_publish(
                 message.body,
                 exchange=exchange,
@@ -220,7 +184,8 @@ class Publisher:
             raise PublishError(f"broker connection failed: {exc!r}") from exc
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
 
 
 def _retrieve(confirm: asyncio.Future[None]) -> None:

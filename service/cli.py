@@ -8,12 +8,9 @@ run consumers, so the gateway never loads a handler.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import shlex
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,51 +18,60 @@ from typing import Any
 from aiohttp import web
 
 from warren.service import keys_cli, loops, tasks_cli, topology
-from warren.service.amqp import connect
 from warren.service.apps import App, load_app
+from warren.service.connections import connect
 from warren.service.errors import ConfigurationError
 from warren.service.logs import setup_logging
+from warren.service.refusals import (
+    EXIT_REFUSED,
+    REFUSALS,
+    OneLineParser,
+    explain,
+    store_refusal,
+)
 from warren.service.settings import Settings
+from warren.service.supervisor import run_until_signal
 from warren.service.telemetry import shutdown_telemetry
 
 log = logging.getLogger("warren")
 APP_HELP = "the app: module[:attribute] holding a warren.App (default: WARREN_APP; none: diag.*)"
 
 
-async def serve_gateway(settings: Settings, app: App) -> None:
-    """Serve until SIGTERM or SIGINT; a signal during start-up (connecting) stops at once."""
+async def serve_gateway(settings: Settings, warren_app: App) -> None:
+    """Serve until SIGTERM or SIGINT, with or without the broker (it links up in the
+    background); a signal during start-up stops at once, a broker refusing us for good
+    stops the gateway with that error."""
     from warren.service.http.app import create_app
+    from warren.service.http.keys import BROKER
 
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    runner = web.AppRunner(create_app(settings, app.catalog), access_log=None)
-    starting = asyncio.ensure_future(_start_site(runner, settings))
-    signalled = asyncio.ensure_future(stopping.wait())
+    app = create_app(settings, warren_app.catalog)
+    runner = web.AppRunner(app, access_log=None)
     try:
-        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()  # a failed start-up (broker, port in use) raises here
-            await signalled
-        else:
-            log.info("signal received during start-up: not serving")
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+        await run_until_signal(_start_site(runner, settings), "the gateway", app[BROKER].failed)
     finally:
-        signalled.cancel()
         await runner.cleanup()  # also closes the broker connection (the app's cleanup_ctx)
         log.info("gateway stopped")
 
 
 async def _start_site(runner: web.AppRunner, settings: Settings) -> None:
-    await runner.setup()
+    try:
+        await runner.setup()
+    except Exception as exc:
+        if (refused := store_refusal(exc, settings.store_url)) is not None:
+            raise refused from None
+        raise
     # Several workers bind the one port; the kernel spreads connections (http.workers).
     reuse_port = settings.http_workers > 1 or None
-    site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port)
-    await site.start()
-    log.info("gateway listening on http://%s:%d", settings.http_host, settings.http_port)
+    host, port = settings.http_host, settings.http_port
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): set WARREN_HTTP_PORT "
+            "(--port) to a free port, or WARREN_HTTP_HOST (--host) to an address of this host"
+        ) from None
+    log.info("gateway listening on http://%s:%d", host, port)
 
 
 def app_settings(args: argparse.Namespace, **overrides: Any) -> tuple[Settings, App]:
@@ -82,7 +88,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if settings.http_workers > 1 and args.worker is None:
         from warren.service.http.workers import supervise
 
-        return asyncio.run(supervise(settings))  # starts `gateway --worker N` processes
+        return supervise(settings)  # starts `gateway --worker N` processes
     try:
         loops.run(serve_gateway(settings, app))
     finally:
@@ -118,7 +124,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 async def _apply(settings: Settings, queues: tuple[str, ...]) -> None:
-    connection = await connect(settings, "topology")
+    connection = await connect(settings, "topology", within=settings.connect_timeout_seconds)
     async with connection:
         channel = await connection.channel()
         # Always for real: this is the deploy step that least-privilege users rely on.
@@ -185,7 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="warren", description=__doc__)
+    p: argparse.ArgumentParser = OneLineParser(prog="warren", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("gateway", help="run the HTTP gateway")
     g.add_argument("--host")
@@ -222,14 +228,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a start-up failure the user can fix is one line on stderr, exit 2."""
     args = parser().parse_args(argv)
-    if args.command != "settings":
-        setup_logging(Settings(), args.command)
     try:
+        if args.command != "settings":
+            setup_logging(Settings(), args.command)
         result: int = args.func(args)
-    except ConfigurationError as exc:  # something the user set: one line, not a traceback
-        print(f"warren {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except REFUSALS as exc:
+        print(f"warren {args.command}: {explain(exc)}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     return result
 
 

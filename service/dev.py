@@ -1,25 +1,21 @@
 """``warren dev``: the gateway and one consumer per known queue as child processes.
 
 For a laptop or a machine that already runs RabbitMQ. Children are real
-``warren`` processes, so what runs here is what a deployment runs.
+``warren`` processes, so what runs here is what a deployment runs; they are
+started and stopped by ``warren.service.supervisor``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 
 from warren.service.apps import App
 from warren.service.http.auth import DEV_KEY, DEV_TOKEN
 from warren.service.keys_cli import entry
 from warren.service.settings import Settings
-
-log = logging.getLogger("warren.dev")
+from warren.service.supervisor import Supervisor
 
 
 def run_dev(settings: Settings, app: App, port: int | None) -> int:
@@ -48,17 +44,14 @@ def run_dev(settings: Settings, app: App, port: int | None) -> int:
         ]
         for i, q in enumerate(app.catalog.queues)
     ]
-    children = _Children(stop_timeout=settings.consumer_grace_seconds + 10)
-    # Handlers first: a signal while children are being started must still stop them all.
-    previous = {
-        sig: signal.signal(sig, children.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        return children.supervise(commands)
-    finally:
-        children.kill_leftovers()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with Supervisor(grace=settings.consumer_grace_seconds + 10) as children:
+        children.start({_name(command): command for command in commands})
+        return children.wait()
+
+
+def _name(command: list[str]) -> str:
+    """``gateway``, ``consume --queue diag``: how the supervisor's log names a child."""
+    return " ".join(command[3 : 6 if "consume" in command else 4])
 
 
 def _use_dev_key(settings: Settings) -> None:
@@ -73,62 +66,3 @@ def _use_dev_key(settings: Settings) -> None:
         f"deployment): -H 'Authorization: Bearer {DEV_TOKEN}'",
         flush=True,
     )
-
-
-class _Children:
-    """The child processes of ``warren dev``; each gets SIGTERM at most once."""
-
-    def __init__(self, stop_timeout: float) -> None:
-        self.stop_timeout = stop_timeout
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.signalled = False
-        # Signalled once each: a second SIGTERM may arrive after a child's event loop has
-        # closed and restored the default action, and kill a child that stopped cleanly.
-        self._asked: set[int] = set()
-
-    def on_signal(self, signum: int, _frame: object) -> None:
-        self.signalled = True
-        self.stop()
-
-    def stop(self) -> None:
-        for child in self.processes:
-            if child.poll() is None and child.pid not in self._asked:
-                self._asked.add(child.pid)
-                child.send_signal(signal.SIGTERM)
-
-    def supervise(self, commands: list[list[str]]) -> int:
-        for command in commands:
-            if self.signalled:
-                break
-            self.processes.append(subprocess.Popen(command))
-        while not self.signalled and all(c.poll() is None for c in self.processes):
-            time.sleep(0.2)
-        failed = [c for c in self.processes if c.poll() is not None and c.pid not in self._asked]
-        for child in failed:
-            log.error("%s exited with %s; stopping the others", _describe(child), child.returncode)
-        self.stop()
-        codes = [self._wait_or_kill(c) for c in self.processes]
-        # A child that got SIGTERM before installing its handler was still starting and held
-        # no work: dying of that signal is a clean stop too.
-        clean = all(code in (0, -signal.SIGTERM) for code in codes)
-        return 0 if self.signalled and not failed and clean else 1
-
-    def _wait_or_kill(self, child: subprocess.Popen[bytes]) -> int:
-        try:
-            return child.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            log.error("%s did not stop within %ss; killing it", _describe(child), self.stop_timeout)
-            child.kill()
-            return child.wait()
-
-    def kill_leftovers(self) -> None:
-        """Only reached with live children if supervising raised: never leave orphans."""
-        for child in self.processes:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-def _describe(child: subprocess.Popen[bytes]) -> str:
-    args = child.args
-    return " ".join(map(str, args[-3:])) if isinstance(args, list) else str(args)

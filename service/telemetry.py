@@ -32,18 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def setup_telemetry(settings: Settings, component: str) -> None:
-    """Install the process's tracer and meter providers once; later calls change nothing."""
+    """Install the process's tracer and meter providers once; later calls change nothing.
+
+    ``component`` is the process's role: ``gateway``, ``consumer-<queue>``.
+    """
     global _tracer_provider, _meter_provider  # noqa: PLW0603 - OpenTelemetry's are global
     if _tracer_provider is not None:
         return
-    resource = Resource.create(
-        {
-            "service.name": settings.otel_service_name,
-            # Which process: replicas, and the gateway's workers, share one service name.
-            "service.instance.id": settings.worker_name,
-            "warren.component": component,
-        }
-    )
+    resource = Resource.create(resource_attributes(settings, component))
     sampler = ParentBased(TraceIdRatioBased(settings.otel_sampling_ratio))
     _tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     if settings.otel_endpoint:
@@ -67,6 +63,19 @@ def setup_telemetry(settings: Settings, component: str) -> None:
     )
     metrics.set_meter_provider(_meter_provider)
     _instrument_aiohttp()
+
+
+def resource_attributes(settings: Settings, component: str) -> dict[str, str]:
+    """What every span and metric of this process says about who sent it."""
+    return {
+        # Per role, so Jaeger tells the gateway from the consumers of each queue, unless the
+        # operator named the service; the namespace tells deployments sharing a collector apart.
+        "service.name": settings.otel_service_name or f"warren-{component}",
+        "service.namespace": settings.namespace,
+        # Which process: replicas, and the gateway's workers, share one service name.
+        "service.instance.id": settings.worker_name,
+        "warren.component": component,
+    }
 
 
 def _instrument_aiohttp() -> None:

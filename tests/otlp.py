@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +29,8 @@ class Span:
     attributes: dict[str, Any]
     status_code: int  # 2 = error
     events: tuple[str, ...]
-    service: str
+    service: str  # the process's role: its resource's warren.component
+    resource: dict[str, Any] = field(default_factory=dict)
 
 
 def _value(value: AnyValue) -> Any:
@@ -81,6 +82,7 @@ class OtlpReceiver:
                             status_code=s.status.code,
                             events=tuple(e.name for e in s.events),
                             service=str(resource.get("warren.component", "")),
+                            resource=resource,
                         )
                     )
         self._changed.set()

@@ -194,10 +194,10 @@ async def test_dev_stops_everything_and_fails_when_a_child_fails(
 
 @pytest.mark.parametrize("command", ["consume", "gateway"])
 async def test_sigterm_during_start_up_exits_cleanly_at_once(spawn: Spawn, command: str) -> None:
-    nobody = f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # start-up keeps retrying to connect
+    nobody = f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # it keeps retrying to connect
     args = ["--queue", "diag"] if command == "consume" else ["--port", str(free_port())]
     proc = spawn(command, *args, broker_url=nobody, connect_timeout_seconds=30.0)
-    await proc.wait_log("Retrying")
+    await proc.wait_log("no broker yet")
 
     proc.send(signal.SIGTERM)
     assert await proc.exit_code(within=3) == 0, proc.log()

@@ -116,7 +116,7 @@ async def test_a_dying_worker_stops_the_whole_gateway(spawn: Spawn, postgres_url
 
     assert await gateway.exit_code(within=30) == 1
     await until(lambda: not gateway.group_alive(), 10, "the other worker to exit", gateway)
-    assert f"gateway worker {victim} exited (-9): stopping all" in gateway.log()
+    assert f"(pid {victim}) exited (-9): stopping the others" in gateway.log()
     assert "gateway stopped" in gateway.log()  # the survivor drained, as on SIGTERM
     with pytest.raises(ProcessLookupError):
         os.kill(survivor, 0)

@@ -26,6 +26,7 @@ from tests.processes import Child, free_port, ready
 from tests.support import Events
 from warren.consumers.runner import Consumer
 from warren.service.settings import Settings
+from warren.service.telemetry import resource_attributes
 
 SERVER, PRODUCER, CONSUMER = 2, 4, 5
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -87,7 +88,7 @@ def one(spans: list[Span], **match: Any) -> Span:
 
 @pytest.mark.slow
 async def test_a_retried_task_is_one_trace_from_http_request_to_last_attempt(
-    spawn: Spawn, otlp: OtlpReceiver, events: Events
+    spawn: Spawn, otlp: OtlpReceiver, events: Events, settings: Settings
 ) -> None:
     gateway, consumer, url = await run_system(spawn, otlp)
     caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
@@ -103,11 +104,20 @@ async def test_a_retried_task_is_one_trace_from_http_request_to_last_attempt(
     assert server.parent_id == CALLER_SPAN and server.name == "POST /v1/tasks"
     publish = one(spans, kind=PRODUCER, service="gateway")
     assert publish.name == "publish diag" and publish.parent_id == server.span_id
+    # Jaeger tells the roles apart: one service per role, in the deployment's namespace.
+    namespace = settings.namespace
+    assert (server.resource["service.name"], server.resource["service.namespace"]) == (
+        "warren-gateway",
+        namespace,
+    )
     assert publish.attributes["warren.task.id"] == accepted["id"]
     attempts = sorted(
         (s for s in spans if s.kind == CONSUMER), key=lambda s: s.attributes["warren.task.attempt"]
     )
     assert [s.attributes["warren.task.attempt"] for s in attempts] == [1, 2, 3]
+    assert {(s.resource["service.name"], s.resource["service.namespace"]) for s in attempts} == {
+        ("warren-consumer-diag", namespace)
+    }
     assert {s.name for s in attempts} == {"process diag"}
     assert all(s.attributes["warren.task.id"] == accepted["id"] for s in attempts)
     assert all(s.attributes["messaging.system"] == "rabbitmq" for s in attempts)
@@ -279,3 +289,11 @@ async def test_a_task_record_links_to_its_trace_in_jaeger(
         record = await (await gateway.get(f"/v1/tasks/{accepted['id']}")).json()
     assert record["trace_id"] == accepted["trace_id"]
     assert record["trace_url"] == f"http://jaeger.example:16686/trace/{accepted['trace_id']}"
+
+
+def test_service_name_is_one_per_role_unless_the_operator_names_it(settings: Settings) -> None:
+    consumer = resource_attributes(settings, "consumer-email")
+    assert consumer["service.name"] == "warren-consumer-email"
+    assert consumer["service.namespace"] == settings.namespace
+    named = settings.model_copy(update={"otel_service_name": "shop-gateway"})  # the operator's
+    assert resource_attributes(named, "gateway")["service.name"] == "shop-gateway"

@@ -2,8 +2,9 @@
 load generators.
 
 Every child runs in its own process group with its output in a log file, and
-is ended by its own id (SIGTERM, then SIGKILL after a grace): a benchmark
-never leaves anything running, and never touches a process it did not start.
+is ended by its own id (``warren.service.supervisor``: SIGTERM, then SIGKILL
+to its group after a grace): a benchmark never leaves anything running, and
+never touches a process it did not start.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from typing import Any
 import aiohttp
 
 from warren.service.settings import Settings
+from warren.service.supervisor import Child
+from warren.service.supervisor import stop_all as stop_children
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,22 +32,21 @@ def warren_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     return settings.child_environment(**overrides)
 
 
-class Proc:
+class Proc(Child):
     """One child process, its own session (so its children are ended with it)."""
 
     def __init__(
         self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, *, pipe: bool
     ) -> None:
-        self.argv = argv
         self.log_path = log_path
         with log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
+            super().__init__(
                 argv,
                 env=env,
                 cwd=REPO,
                 stdout=subprocess.PIPE if pipe else log,
                 stderr=log,
-                start_new_session=True,
+                own_session=True,
             )
 
     @classmethod
@@ -61,13 +61,6 @@ class Proc:
         """A real ``warren`` process (``python -m warren``), as a deployment runs it."""
         return cls([sys.executable, "-m", "warren", *args], log_path, env, pipe=False)
 
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
     def tail(self, chars: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -76,28 +69,11 @@ class Proc:
 
     def kill_group(self) -> None:
         """SIGKILL to its whole process group (by PID), and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-
-    def terminate(self) -> None:
-        """SIGTERM to the group, without waiting (a reporting child then prints and exits)."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
+        self.kill()
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``grace``, then SIGKILL the whole group; the exit code."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
+        stop_all([self], grace)
         return self.popen.returncode
 
     def report(self, timeout: float) -> dict[str, Any]:
@@ -147,7 +123,4 @@ async def wait_http(url: str, procs: list[Proc], within: float = 60.0) -> None:
 
 def stop_all(procs: list[Proc], grace: float = 10.0) -> None:
     """Stop children in parallel: SIGTERM to all first, so their graces overlap."""
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.stop(grace)
+    stop_children(procs, grace)

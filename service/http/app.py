@@ -1,9 +1,12 @@
 """``create_app(settings)``: the gateway as an aiohttp application.
 
 The broker connection is a ``cleanup_ctx`` resource: one robust connection and
-one confirming channel for the whole process, opened at start-up (declaring
-the topology of every known queue, so a submission is routable before any
-consumer runs) and closed at shutdown. No request opens a connection.
+one confirming channel for the whole process (declaring the topology of every
+known queue, so a submission is routable before any consumer runs), closed at
+shutdown. No request opens a connection. The gateway does not wait for its
+broker: it serves as soon as the first attempt to connect succeeded or failed
+(``BrokerLink``), and until the broker answers ``/healthz`` is 200, ``/readyz``
+503 and a submission a 503 ``broker-unavailable`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from warren.service import topology
-from warren.service.amqp import Publisher, connect
+from warren.service.amqp import Publisher
 from warren.service.apps import load_app
+from warren.service.connections import BrokerLinks
 from warren.service.contracts import Catalog
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
-from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.keys import BROKER, CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.openapi import serve_openapi
 from warren.service.http.problems import problem_middleware
 from warren.service.http.ratelimit import rate_limit_middleware
@@ -30,14 +34,13 @@ from warren.service.telemetry import setup_telemetry
 
 
 async def broker(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    connection = await connect(settings, "gateway")
+    """Link up with the broker in the background; a refusal of our user fails start-up."""
+    link = app[BROKER].link("gateway", app[PUBLISHER].attach)
     try:
-        shape = topology.build(settings, app[CATALOG].queues)
-        app[PUBLISHER] = await Publisher.open(connection, shape, settings.publish_timeout_seconds)
+        await link.start()
         yield
     finally:
-        await connection.close()
+        await link.close()
 
 
 def server_limits(settings: Settings) -> dict[str, Any]:
@@ -67,6 +70,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     )
     app[SETTINGS] = settings
     app[CATALOG] = catalog
+    shape = topology.build(settings, catalog.queues)
+    app[PUBLISHER] = Publisher(shape, settings.publish_timeout_seconds)
+    app[BROKER] = BrokerLinks(settings)
     app.cleanup_ctx.append(broker)
     app.router.add_post("/v1/tasks", views.submit_task)
     app.router.add_get("/v1/task-types", views.task_types)

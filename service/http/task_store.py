@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from warren.service.amqp import connect
-from warren.service.http.keys import SETTINGS
+from warren.service.http.keys import BROKER, SETTINGS
 from warren.service.http.problems import Problem
 from warren.service.recorder import Recorder
 from warren.service.store import TaskStore, open_store
@@ -36,17 +35,15 @@ async def task_store(app: web.Application) -> AsyncIterator[None]:
     watchers = Watchers()
     store.subscribe(watchers.changed)
     recorder = Recorder(store, settings)
-    connection = None
+    link = app[BROKER].link("gateway-recorder", recorder.start)  # starts once linked
     try:
-        connection = await connect(settings, "gateway-recorder")
-        await recorder.start(connection)
+        await link.start()
         app[STORE], app[RECORDER], app[WATCHERS] = store, recorder, watchers
         yield
     finally:
         watchers.close()
         await recorder.close()
-        if connection is not None:
-            await connection.close()
+        await link.close()
         await store.close()
 
 

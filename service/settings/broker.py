@@ -50,7 +50,11 @@ class BrokerSettings(BaseSettings):
         "the queue.",
     )
     connect_timeout_seconds: float = Field(
-        30.0, gt=0, description="How long start-up keeps retrying the first broker connection."
+        30.0,
+        gt=0,
+        description="How long one attempt to connect to the broker may take, and how long "
+        "`warren topology apply` keeps retrying. The gateway and consumers keep retrying until "
+        "the broker answers (`/readyz` 503 meanwhile).",
     )
     publish_timeout_seconds: float = Field(
         5.0,

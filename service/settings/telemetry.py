@@ -24,7 +24,12 @@ class TelemetrySettings(BaseSettings):
         description="OTLP/HTTP endpoint for traces (e.g. `http://127.0.0.1:4318`); "
         "unset = no export.",
     )
-    otel_service_name: str = Field("warren", description="`service.name` of exported spans.")
+    otel_service_name: str | None = Field(
+        None,
+        description="`service.name` of exported spans. Default (unset): one per role, "
+        "`warren-gateway` and `warren-consumer-<queue>`, with `service.namespace` = "
+        "`WARREN_NAMESPACE`.",
+    )
     otel_sampling_ratio: float = Field(
         1.0, ge=0, le=1, description="Fraction of new traces that are sampled."
     )

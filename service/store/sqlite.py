@@ -14,6 +14,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -70,10 +71,25 @@ class SqliteDatabase(Database):
             raise
 
     async def _connect(self) -> aiosqlite.Connection:
+        """Shielded: an open cancelled midway (a SIGTERM during start-up) runs to its end and
+        is closed, or aiosqlite's thread reports to a loop that is gone, or outlives it."""
+        opening = asyncio.ensure_future(self._open_connection())
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await (await opening).close()
+            raise
+
+    async def _open_connection(self) -> aiosqlite.Connection:
         connection = await aiosqlite.connect(self.path, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        await connection.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await connection.execute_fetchall("PRAGMA synchronous = NORMAL")
+        try:
+            connection.row_factory = sqlite3.Row
+            await connection.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await connection.execute_fetchall("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            await connection.close()  # its thread would keep the process alive
+            raise
         return connection
 
     async def close(self) -> None:
