@@ -33,6 +33,7 @@ from warren.consumers.settle import Settler
 from warren.consumers.threads import HandlerThreads
 from warren.service import topology
 from warren.service.amqp import Publisher
+from warren.service.background import Background
 from warren.service.connections import connect
 from warren.service.contracts import Catalog
 from warren.service.metrics import INFLIGHT_COUNTS, QUEUE_DEPTHS
@@ -78,7 +79,7 @@ class Consumer:
         self._stopped = False
         port = settings.health_port if health_port is None else health_port
         self._health = HealthServer(lambda: self.ready, settings.http_host, port) if port else None
-        self._depths: asyncio.Task[None] | None = None
+        self._loops = Background()  # supervised background loops (restarted after a crash)
         self._sampled = asyncio.Event()
 
     @property
@@ -89,6 +90,7 @@ class Consumer:
             and not self._stopped
             and all(c.connected.is_set() for c in self._connections)
             and self._sampled.is_set()
+            and self._loops.healthy
         )
 
     async def start(self) -> None:
@@ -141,9 +143,12 @@ class Consumer:
 
         self._consumer_tag = await self._queue.consume(on_delivery)
         INFLIGHT_COUNTS[self.queue] = lambda: len(self._inflight)
-        self._depths = asyncio.create_task(self._sample_depths(publishing))
-        async with asyncio.timeout(BROKER_CALL_TIMEOUT):
-            await self._sampled.wait()  # once ready, a scrape shows queue depths
+        self._loops.start("depth-sampler", lambda: self._sample_depths(publishing))
+        try:  # once ready, a scrape shows queue depths; a slow first sample only delays /readyz
+            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                await self._sampled.wait()
+        except TimeoutError:
+            log.warning("no queue depth sample yet; /readyz waits for the first one")
         log.info(
             "consuming %s (worker %s, concurrency %d, prefetch %d)",
             self._queue.name,
@@ -175,8 +180,7 @@ class Consumer:
         grace = self.settings.consumer_grace_seconds if grace is None else grace
         deadline = asyncio.get_running_loop().time() + grace
         try:
-            if self._depths is not None:
-                self._depths.cancel()
+            await self._loops.close("depth-sampler")
             await self._cancel_consumer()
             await self._drain(deadline)
             if self._settler is not None:  # events an alarm kept back: the grace is theirs too
@@ -216,6 +220,8 @@ class Consumer:
         channel = await connection.channel(publisher_confirms=False)
         while True:
             try:
+                if channel.is_closed:
+                    await channel.reopen()
                 raw = await channel.get_underlay_channel()
                 for kind, queues in kinds.items():
                     counts = [

@@ -187,7 +187,7 @@ async def test_dev_stops_everything_and_fails_when_a_child_fails(
 ) -> None:
     # Every task timeout cap is above this, so every consumer refuses to start.
     dev = spawn("dev", "--port", str(free_port()), broker_consumer_timeout_seconds=100.0)
-    assert await dev.exit_code(within=15) == 1, dev.log()
+    assert await dev.exit_code(within=30) == 1, dev.log()
     await no_group_left(dev, within=5)
     assert "stopping the others" in dev.log()
 
