@@ -130,7 +130,7 @@ async def refusal(settings: Settings, *args: str, **overrides: Any) -> str:
         (["gateway"], {"auth_disabled": False}, "no API key is configured: set WARREN_API_KEYS"),
         (["gateway"], {"broker_url": f"{BROKER_URL}nope"}, "vhost (the URL's path) in WARREN_"),
         (["gateway"], {"store_url": "postgresql://127.0.0.1:1/x"}, "check WARREN_STORE_URL"),
-        (["consume", "--queue", "nope"], {}, "argument --queue: invalid choice: 'nope'"),
+        (["consume", "--queue", "nope"], {}, "no task type uses queue 'nope'; the app's queues:"),
         (["consume", "--queue", "diag"], {"broker_consumer_timeout_seconds": 10}, "WARREN_BROKER_"),
     ],
 )
