@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -39,6 +39,7 @@ from warren.consumers.outcome import DeadLetter
 from warren.service.errors import DecodeError
 from warren.service.frames import H_UNREADABLE
 from warren.service.wire import Envelope, bounded
+from warren.service.wire.copies import unsettled
 
 if TYPE_CHECKING:  # the delivery path imports ``screen``; this module only calls the settler
     from warren.consumers.settle import Settler
@@ -52,13 +53,18 @@ def screen(
     """The delivery's envelope (if readable) and what makes it poison (None: nothing yet).
 
     An envelope of another queue is returned with this queue: the events of its dead
-    letter then go where this queue's events go, under a key AMQP can carry.
+    letter then go where this queue's events go, under a key AMQP can carry. A copy
+    Warren republished to count its deliveries (``warren-deliveries``) arrives without
+    the broker's ``redelivered`` flag, and is marked redelivered here: its handler and
+    events must still say an earlier delivery may have run.
     """
     unreadable = _unreadable(delivery)
     try:
         envelope = Envelope.from_delivery(delivery)
     except DecodeError as exc:
         return None, unreadable or exc
+    if unsettled(delivery):
+        envelope = replace(envelope, redelivered=True)
     if envelope.queue != queue:
         named = bounded(envelope.queue, 100)
         wrong = DecodeError("bad-header", f"warren-queue {named!r} is not {queue!r}")
@@ -75,17 +81,27 @@ def _unreadable(delivery: AbstractIncomingMessage) -> DecodeError | None:
     return DecodeError("unreadable-properties", f"the client library cannot decode {problems}")
 
 
+class Bound(Protocol):
+    """Takes a redelivered delivery before it runs (``redelivery.DeliveryBound``)."""
+
+    async def moved(self, delivery: AbstractIncomingMessage) -> bool: ...
+
+
 class DeliveryGuard:
     """Runs a delivery through ``process`` and makes sure it ends settled.
 
     ``process`` settles every delivery it can; an exception out of it (other than
-    a cancellation, which requeues) means the delivery is still open.
+    a cancellation, which requeues) means the delivery is still open. A
+    redelivered delivery goes to the ``bound`` first (``warren.consumers.redelivery``).
     """
 
-    def __init__(self, queue: str, settler: Settler, acks: Acks) -> None:
+    def __init__(
+        self, queue: str, settler: Settler, acks: Acks, bound: Bound | None = None
+    ) -> None:
         self.queue = queue
         self._settler = settler
         self._acks = acks
+        self._bound = bound
 
     async def run(
         self,
@@ -93,7 +109,9 @@ class DeliveryGuard:
         delivery: AbstractIncomingMessage,
     ) -> None:
         try:
-            await process(delivery)
+            bound = self._bound if delivery.redelivered else None
+            if bound is None or not await bound.moved(delivery):
+                await process(delivery)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

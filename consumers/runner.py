@@ -29,6 +29,7 @@ from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
 from warren.consumers.health import HealthServer
 from warren.consumers.poison import DeliveryGuard
+from warren.consumers.redelivery import DeliveryBound
 from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
 from warren.consumers.threads import HandlerThreads
@@ -160,8 +161,9 @@ class Consumer:
         )
 
     def _guard(self, publisher: Publisher, settler: Settler) -> DeliveryGuard:
-        """Poison never stalls the queue."""
-        return DeliveryGuard(self.queue, settler, self._acks)
+        """Poison never stalls the queue, and a message that kills its consumer is bounded."""
+        bound = DeliveryBound(self.queue, self.settings, publisher, settler, self._acks)
+        return DeliveryGuard(self.queue, settler, self._acks, bound)
 
     @property
     def inflight(self) -> int:
