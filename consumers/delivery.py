@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from warren.consumers.cancellation import Cancellations, TaskCancelled
 from warren.consumers.context import Resources, TaskContext
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
+from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
 from warren.consumers.settle import RunningEvent, Settler
 from warren.consumers.spans import messaging_attributes
@@ -125,9 +126,11 @@ class DeliveryProcessor:
         if delivery.redelivered:
             REDELIVERIES.add(1, self._labels)
             log.info("redelivered: a previous delivery of this message was not settled")
-        envelope: Envelope | None = None
+        envelope, poison = screen(delivery, self.queue)
         try:
-            envelope = Envelope.from_delivery(delivery)
+            if poison is not None:
+                raise poison
+            assert envelope is not None  # without a reason, screen gives an envelope
             decoded = self.decode(envelope, delivery.body)
         except DecodeError as exc:
             span.record_exception(exc)
@@ -139,7 +142,7 @@ class DeliveryProcessor:
             await self._settler.settle(delivery, envelope, Cancelled())
             return
         try:
-            outcome, running = await self._run_in_slot(decoded, bool(delivery.redelivered), span)
+            outcome, running = await self._run_in_slot(decoded, envelope.redelivered, span)
         except asyncio.CancelledError:
             # Cancelled by ``stop`` (grace over), or by aio-pika when the channel closed.
             why = "the consumer is stopping" if self._stopping else "the delivery was cancelled"

@@ -28,6 +28,8 @@ from warren.consumers.cancellation import Cancellations
 from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
 from warren.consumers.health import HealthServer
+from warren.consumers.poison import DeliveryGuard
+from warren.consumers.redelivery import DeliveryBound
 from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
 from warren.consumers.threads import HandlerThreads
@@ -121,6 +123,7 @@ class Consumer:
             cancellations,
             self.concurrency,
         )
+        guard = self._guard(publisher, settler)
         channel = await consuming.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         # Declared (not fetched) and kept, so the robust channel restores the consumer.
@@ -137,7 +140,7 @@ class Consumer:
                     # start-up was interrupted): hand it back untouched, never start it.
                     await self._give_back(delivery)
                 else:
-                    await processor.process(delivery)
+                    await guard.run(processor.process, delivery)
             finally:
                 self._inflight.discard(task)
 
@@ -156,6 +159,11 @@ class Consumer:
             self.concurrency,
             self.prefetch,
         )
+
+    def _guard(self, publisher: Publisher, settler: Settler) -> DeliveryGuard:
+        """Poison never stalls the queue, and a message that kills its consumer is bounded."""
+        bound = DeliveryBound(self.queue, self.settings, publisher, settler, self._acks)
+        return DeliveryGuard(self.queue, settler, self._acks, bound)
 
     @property
     def inflight(self) -> int:

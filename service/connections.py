@@ -29,6 +29,7 @@ from aiormq.exceptions import (
     ProbableAuthenticationError,
 )
 
+from warren.service import frames
 from warren.service.errors import ConfigurationError
 from warren.service.settings import Settings
 
@@ -95,7 +96,10 @@ async def connect(
 
     An unreachable broker is retried (``on_retry`` is told of each failed attempt);
     a refusal raises ``ConfigurationError`` at once, as does running out of ``within``.
+    A message whose properties the client library cannot decode no longer drops the
+    connection (``warren.service.frames``).
     """
+    frames.install()
     loop = asyncio.get_running_loop()
     started = loop.time()
     warned_at: float | None = None

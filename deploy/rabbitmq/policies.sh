@@ -35,7 +35,8 @@ rabbitmqctl await_startup
 #    dead-lettering) they wait in their tier queue until there is room.
 #  delivery-limit (quorum queues; classic queues ignore it): after this many deliveries the
 #    broker dead-letters the message itself, so a task that kills its consumer process before
-#    any ack cannot crash-loop a deployment forever.
+#    any ack cannot crash-loop a deployment forever. Consumers dead-letter it one delivery
+#    earlier, with a reason and an event (and count on classic queues themselves).
 # Retry tier and dead-letter queues get no limit on purpose: refusing a retry or a dead letter
 # would leave the consumer unable to settle the delivery. Watch their depth instead
 # (warren_queue_messages{kind="retry"|"dead"}).

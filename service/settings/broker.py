@@ -39,8 +39,10 @@ class BrokerSettings(BaseSettings):
     delivery_limit: int = Field(
         20,
         ge=1,
-        description="Quorum queues only: deliveries after which the broker itself dead-letters "
-        "a message (guards against a message that kills its consumer process).",
+        description="Deliveries of a message that may go unsettled (its consumer died or lost "
+        "its connection) before the consumer dead-letters it (`delivery-limit`): a task that "
+        "kills its consumer process cannot crash-loop a deployment. Quorum queues get it as "
+        "`x-delivery-limit` too; on classic queues Warren counts (`warren-deliveries`).",
     )
     max_queue_length: int | None = Field(
         None,

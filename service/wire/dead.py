@@ -3,7 +3,7 @@
 Undecodable deliveries are dead-lettered too, so nothing here assumes an
 envelope: the original body, properties and headers are copied as they are
 (bounded: a header larger than the AMQP frame makes the broker close the
-whole connection).
+whole connection), and made encodable again (``copies.encodable``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from warren.service.wire.copies import encodable
 from warren.service.wire.envelope import APP_ID, bounded
 
 H_DEAD_REASON = "warren-dead-reason"
@@ -47,7 +48,7 @@ def dead_letter_message(
             H_DEAD_ATTEMPTS: attempts,
         }
     )
-    return aio_pika.Message(
+    message = aio_pika.Message(
         delivery.body,
         content_type=delivery.content_type,
         content_encoding=delivery.content_encoding,
@@ -58,6 +59,7 @@ def dead_letter_message(
         app_id=APP_ID,
         headers=headers,
     )
+    return encodable(message, keep=("warren-dead-",))  # headers as they came may not re-encode
 
 
 def _copyable_headers(headers: Mapping[str, Any]) -> dict[str, Any]:

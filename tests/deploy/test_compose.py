@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +33,7 @@ from tests.deploy.common import (
     read_dockerfile,
     settings_from,
 )
-from tests.deploy.test_rabbitmq import conf_values
+from tests.deploy.test_rabbitmq import conf_values, script_policies
 from warren.service.http.auth import DEV_KEY
 from warren.service.keys_cli import entry
 
@@ -145,6 +146,18 @@ def test_warren_service_environment_is_settings(name: str) -> None:
     depends = service["depends_on"]
     assert depends["rabbitmq"] == {"condition": "service_healthy"}
     assert service["restart"] in ("unless-stopped", "always")
+
+
+def test_warren_services_use_quorum_queues_with_the_policys_delivery_limit(
+    tmp_path: Path,
+) -> None:
+    """Quorum queues, as on Kubernetes; one type for all (a gateway and a consumer of other
+    types could not both declare a queue), and the limit the policy script sets."""
+    [work] = script_policies(tmp_path)
+    for name, service in warren_services().items():
+        settings = settings_from(service_env(service))
+        assert settings.queue_type == "quorum", name
+        assert settings.delivery_limit == work["definition"]["delivery-limit"], name
 
 
 def test_gateway_publishes_its_port_and_probes_readiness() -> None:

@@ -32,6 +32,7 @@ from warren.consumers.runner import run
 from warren.service.settings import Settings
 from warren.service.tasks import BUILTIN_CATALOG as CATALOG
 from warren.service.tasks import EchoPayload, diag_echo
+from warren.service.wire.copies import unsettled
 
 CRASH_MARKER = "crash"
 
@@ -65,9 +66,8 @@ def crash_at_first_ack() -> None:
     original = Acks.ack
 
     async def ack(self: Acks, delivery: AbstractIncomingMessage) -> None:
-        if not delivery.redelivered and json.loads(delivery.body).get("message", "").startswith(
-            CRASH_MARKER
-        ):
+        first = not delivery.redelivered and not unsettled(delivery)  # not a counted copy
+        if first and json.loads(delivery.body).get("message", "").startswith(CRASH_MARKER):
             os.kill(os.getpid(), signal.SIGKILL)
         await original(self, delivery)
 
