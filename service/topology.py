@@ -179,6 +179,13 @@ def _queue_args(settings: Settings, **extra: Any) -> tuple[tuple[str, Any], ...]
     return tuple(sorted(args.items()))
 
 
+def honoured_priorities(settings: Settings) -> int:
+    """How many priorities (0 to n - 1) the work queues honour: ``priority_levels`` on classic
+    queues (``x-max-priority``), 1 on quorum queues (RabbitMQ 3.10 ignores priorities there).
+    The gateway refuses a submission's priority at or above it, rather than ignore it."""
+    return settings.priority_levels if settings.queue_type == "classic" else 1
+
+
 CONTROL_STREAM_ARGS = (
     # Fixed, so that no setting change makes the declaration inequivalent: readers choose how
     # far back to start (``cancellation_retention_seconds``, at most this age). Small segments,
@@ -220,6 +227,8 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
         if settings.max_queue_length is not None:
             work["x-max-length"] = settings.max_queue_length
             work["x-overflow"] = "reject-publish"
+        if (levels := honoured_priorities(settings)) > 1:
+            work["x-max-priority"] = levels - 1
         queue_specs.append(QueueSpec(names.work_queue(q), _queue_args(settings, **work)))
         bindings.append(BindingSpec(names.work_exchange, names.work_queue(q), q))
         for tier in tiers:

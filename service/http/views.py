@@ -12,6 +12,7 @@ from warren.service.errors import PublishError, QueueFull
 from warren.service.http.auth import CLIENT, authorize_type
 from warren.service.http.idempotency import SubmissionClaim, claim_submission
 from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.priorities import check_priority
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission, read_json, validate
 from warren.service.http.task_store import RECORDER
@@ -48,7 +49,9 @@ async def _validated(request: web.Request) -> ValidSubmission:
     """The submission, validated and normalised; a refusal is counted, then raised."""
     settings = request.app[SETTINGS]
     try:
-        return validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+        valid = validate(await read_json(request, settings.max_body_bytes), request.app[CATALOG])
+        check_priority(valid, settings)  # 422 rather than a priority the queue would ignore
+        return valid
     except Problem as problem:
         SUBMISSIONS.add(1, {"type": "(invalid)", "outcome": "rejected", "reason": problem.code})
         raise

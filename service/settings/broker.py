@@ -51,6 +51,16 @@ class BrokerSettings(BaseSettings):
         "(`reject-publish`) and the gateway answers 429 (`queue-full`) instead of growing "
         "the queue.",
     )
+    priority_levels: int = Field(
+        10,
+        ge=1,
+        le=10,
+        description="Priorities a classic work queue honours (`x-max-priority` is one less): "
+        "10 covers the submission's `priority` 0-9, 1 declares no priority queue. A submission "
+        "asking for a priority the queues cannot honour (at or above this, or any above 0 on "
+        "quorum queues, which ignore priorities on RabbitMQ 3.10) is a `422`. Changing it "
+        "needs the work queues to be recreated (README: Priorities).",
+    )
     connect_timeout_seconds: float = Field(
         30.0,
         gt=0,
