@@ -115,6 +115,7 @@ def api(base_url: str) -> schemathesis.BaseSchema:
 
 OPERATIONS = [
     ("POST", "/v1/tasks"),
+    ("POST", "/v1/tasks/batch"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
@@ -180,6 +181,8 @@ def test_every_answer_conforms_to_the_document(
     statuses = fuzz(api[path][method].as_strategy(generation_mode=mode), base_url)
     if (method, path, mode) == ("POST", "/v1/tasks", GenerationMode.POSITIVE):
         assert statuses[202] > 0, statuses  # the generator does reach the broker
+    if (method, path, mode) == ("POST", "/v1/tasks/batch", GenerationMode.POSITIVE):
+        assert statuses[200] > 0, statuses
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ from warren.service.connections import BrokerLinks
 from warren.service.contracts import Catalog
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
+from warren.service.http.batch import submit_batch
 from warren.service.http.keys import BROKER, CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.openapi import serve_openapi
 from warren.service.http.problems import problem_middleware
-from warren.service.http.ratelimit import rate_limit_middleware
+from warren.service.http.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from warren.service.http.task_views import add_task_routes
 from warren.service.http.tracing import server_span_middleware
 from warren.service.settings import Settings
@@ -62,19 +63,22 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     middlewares = [server_span_middleware, problem_middleware]
     # Then who is asking (no keys configured: start-up refused), and their rate limit.
     middlewares += [auth_middleware(Authenticator.from_settings(settings, catalog))]
-    middlewares += [rate_limit_middleware(settings)]
+    limiter = RateLimiter()  # the app holds it too: a batch spends per task
+    middlewares += [rate_limit_middleware(settings, limiter)]
     app = web.Application(
-        client_max_size=settings.max_body_bytes,
+        client_max_size=max(settings.max_body_bytes, settings.max_batch_body_bytes),
         middlewares=middlewares,
         handler_args=server_limits(settings),
     )
     app[SETTINGS] = settings
+    app[RATE_LIMITER] = limiter
     app[CATALOG] = catalog
     shape = topology.build(settings, catalog.queues)
     app[PUBLISHER] = Publisher(shape, settings.publish_timeout_seconds)
     app[BROKER] = BrokerLinks(settings)
     app.cleanup_ctx.append(broker)
     app.router.add_post("/v1/tasks", views.submit_task)
+    app.router.add_post("/v1/tasks/batch", submit_batch)
     app.router.add_get("/v1/task-types", views.task_types)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/readyz", views.readyz)

@@ -223,6 +223,7 @@ def _trusted_client(request: web.Request) -> Client:
 # Any one of the scopes will do; routes not listed need a valid key, no particular scope.
 ROUTE_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
     ("POST", "/v1/tasks"): frozenset({"submit"}),
+    ("POST", "/v1/tasks/batch"): frozenset({"submit"}),
     ("GET", "/v1/tasks"): frozenset({"read", "admin"}),
     ("GET", "/v1/tasks/{id}"): frozenset({"read", "admin"}),
     ("GET", "/v1/tasks/{id}/events"): frozenset({"read", "admin"}),

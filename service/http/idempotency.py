@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -48,6 +49,7 @@ class SubmissionClaim:
     task_id: str
     key: str | None = None
     replay: web.Response | None = None  # the original task, when the key was used before
+    original: TaskRecord | None = None  # its record
 
     async def release(self) -> None:
         """The publish failed: free the key, so a retry with it can succeed."""
@@ -76,10 +78,15 @@ async def claim_submission(request: web.Request, envelope: Envelope) -> Submissi
     original task (``replay``); with another submission, a 409. A duplicate
     arriving while the first is still being published waits for it.
     """
-    claim = SubmissionClaim(request.app, envelope.id)
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return claim
+    claim = await claim_key(request, envelope, key)
+    if claim.original is not None:
+        claim.replay = _replay(claim.original)
+    return claim
+
+
+def check_key(key: str) -> None:
+    """A 400 unless ``key`` can be an ``Idempotency-Key``."""
     if not IDEMPOTENCY_KEY.match(key):
         raise Problem(
             400,
@@ -87,6 +94,15 @@ async def claim_submission(request: web.Request, envelope: Envelope) -> Submissi
             "Bad Request",
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
         )
+
+
+async def claim_key(request: web.Request, envelope: Envelope, key: str | None) -> SubmissionClaim:
+    """The claim of ``envelope``'s task on ``key`` (None: no key, nothing to claim); with
+    ``original`` set when the key names a task submitted before (a batch item's key too)."""
+    claim = SubmissionClaim(request.app, envelope.id)
+    if key is None:
+        return claim
+    check_key(key)
     claim.key = key
     record = replace(
         merge(None, task_change(envelope, Status.QUEUED, at=envelope.created_at)),
@@ -95,7 +111,7 @@ async def claim_submission(request: web.Request, envelope: Envelope) -> Submissi
         request_hash=fingerprint(envelope),
     )
     try:
-        claim.replay = await _claim_or_replay(request, record)
+        claim.original = await _claim_or_replay(request, record)
     except StoreUnavailable as exc:
         raise store_problem(exc) from None
     return claim
@@ -112,8 +128,8 @@ def fingerprint(envelope: Envelope) -> str:
     return digest.hexdigest()
 
 
-async def _claim_or_replay(request: web.Request, record: TaskRecord) -> web.Response | None:
-    """None once ``record`` holds the key; else the response naming the original task."""
+async def _claim_or_replay(request: web.Request, record: TaskRecord) -> TaskRecord | None:
+    """None once ``record`` holds the key; else the original task's record."""
     store = request.app[STORE]
     for _ in range(3):  # a holder can vanish (its publish failed) and the key be claimed anew
         holder = await store.claim(record)
@@ -129,7 +145,7 @@ async def _claim_or_replay(request: web.Request, record: TaskRecord) -> web.Resp
         if not holder.published:
             holder = await _await_publication(request, holder)
         if holder is not None and holder.published:
-            return _replay(holder)
+            return holder
         if holder is not None:
             raise _in_use("a submission with this Idempotency-Key is still being published")
     raise _in_use("the key keeps changing hands")
@@ -161,9 +177,9 @@ async def _await_publication(request: web.Request, holder: TaskRecord) -> TaskRe
     return current
 
 
-def _replay(record: TaskRecord) -> web.Response:
+def replay_body(record: TaskRecord) -> dict[str, Any]:
     """The original task, as its 202 said it (with the status it has now)."""
-    body = {
+    return {
         "id": record.id,
         "type": record.type,
         "queue": record.queue,
@@ -171,5 +187,8 @@ def _replay(record: TaskRecord) -> web.Response:
         "trace_id": record.trace_id,
         "created_at": record.created_at.isoformat(),
     }
+
+
+def _replay(record: TaskRecord) -> web.Response:
     headers = {"Location": f"/v1/tasks/{record.id}", "Idempotent-Replayed": "true"}
-    return json_response(body, 200, headers)
+    return json_response(replay_body(record), 200, headers)

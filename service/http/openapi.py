@@ -19,15 +19,24 @@ from pydantic.json_schema import models_json_schema
 from warren.service.contracts import Catalog, TaskContract
 from warren.service.http.idempotency import IDEMPOTENCY_KEY
 from warren.service.http.keys import CATALOG
+from warren.service.http.openapi_batch import batch_operation, batch_variant
+from warren.service.http.openapi_parts import (
+    AUTH,
+    BEARER,
+    LOCATION,
+    OPEN,
+    REF,
+    TASK_ID_PARAM,
+    header_param,
+    json_content,
+    query_param,
+    ref,
+    responses,
+)
 from warren.service.http.problems import PROBLEM_JSON
 from warren.service.http.schemas import RESPONSE_MODELS
 from warren.service.http.submission import Submission
 from warren.service.http.task_reads import MAX_PAGE, MAX_WAIT_SECONDS
-
-REF = "#/components/schemas/{model}"
-SecurityRequirements = list[dict[str, list[str]]]
-BEARER: SecurityRequirements = [{"apiKey": []}]
-OPEN: SecurityRequirements = []
 
 PROBLEMS = {
     "400": "Malformed request: not JSON, duplicate keys, too deep, a bad parameter or header.",
@@ -44,54 +53,13 @@ PROBLEMS = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
-
-
-def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-        **extra,
-    }
-
-
-def _responses(ok: dict[str, Any], *problems: str) -> dict[str, Any]:
-    return {**ok, **{code: {"$ref": f"#/components/responses/Problem{code}"} for code in problems}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def _header(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-TASK_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-LOCATION = {"Location": {"description": "The task's URL.", "schema": {"type": "string"}}}
-AUTH = ("401", "403", "429")
-
-
 def _submission_variant(contract: TaskContract[Any], base: dict[str, Any]) -> dict[str, Any]:
     """``Submission`` for one task type: its name, its payload schema and its caps."""
     schema = copy.deepcopy(base)
     schema["title"] = f"Submission of {contract.name}"
     props = schema["properties"]
     props["type"] = {"const": contract.name, "description": props["type"]["description"]}
-    props["payload"] = _ref(_payload_name(contract))
+    props["payload"] = ref(_payload_name(contract))
     props["max_attempts"]["anyOf"][0]["maximum"] = contract.max_attempts_cap
     props["timeout_seconds"]["anyOf"][0]["maximum"] = contract.timeout_cap_seconds
     return schema
@@ -111,42 +79,55 @@ def _schemas(catalog: Catalog) -> dict[str, Any]:
             if schemas.setdefault(name, definition) != definition:
                 raise ValueError(f"two payload models define {name!r} differently")
         schemas[_payload_name(contract)] = payload
-        schemas[f"Submission.{contract.name}"] = _submission_variant(contract, base)
+        variant = _submission_variant(contract, base)
+        schemas[f"Submission.{contract.name}"] = variant
+        schemas[f"BatchTask.{contract.name}"] = batch_variant(variant)
     return schemas
 
 
 def _submit(catalog: Catalog) -> dict[str, Any]:
-    variants = [_ref(f"Submission.{name}") for name in catalog]
+    variants = [ref(f"Submission.{name}") for name in catalog]
     return {
         "operationId": "submitTask",
         "summary": "Submit a task (scope `submit`).",
         "security": BEARER,
         "parameters": [
-            _header(
+            query_param(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                "Submit and wait: seconds to wait for the task to end; ended in time, the "
+                "answer is its final record (200), else the usual 202.",
+            ),
+            header_param(
                 "Idempotency-Key",
                 {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
                 "The same key and body again returns the original task (200).",
             ),
-            _header(
+            header_param(
                 "X-Warren-Client",
                 {"type": "string"},
                 "Who submits, without authentication (scopes idempotency keys).",
             ),
-            _header(
+            header_param(
                 "traceparent",
                 {"type": "string"},
                 "W3C trace context to continue; a malformed one is ignored.",
             ),
-            _header("tracestate", {"type": "string"}, "W3C vendor trace state."),
+            header_param("tracestate", {"type": "string"}, "W3C vendor trace state."),
         ],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"oneOf": variants}}},
         },
-        "responses": _responses(
+        "responses": responses(
             {
-                "202": _json(_ref("TaskAccepted"), "Accepted and queued.", headers=LOCATION),
-                "200": _json(_ref("TaskAccepted"), "Idempotent replay: the original task."),
+                "202": json_content(ref("TaskAccepted"), "Accepted and queued.", headers=LOCATION),
+                "200": json_content(
+                    {"anyOf": [ref("TaskRecordBody"), ref("TaskAccepted")]},
+                    "With `wait`: the task ended in time, its final record. With an "
+                    "Idempotency-Key used before: the original task (`Idempotent-Replayed`).",
+                    headers=LOCATION,
+                ),
             },
             *("400", "408", "409", "413", "415", "422", "503", *AUTH),
         ),
@@ -159,19 +140,23 @@ def _list() -> dict[str, Any]:
         "summary": "Task records, newest first (scope `read`).",
         "security": BEARER,
         "parameters": [
-            _query("status", {"type": "string"}, "Comma-separated statuses."),
-            _query("type", {"type": "string"}, "Task type."),
-            _query("queue", {"type": "string"}, "Queue."),
-            _query("since", {"type": "string", "format": "date-time"}, "Created at or after."),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page size."),
-            _query("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
+            query_param("status", {"type": "string"}, "Comma-separated statuses."),
+            query_param("type", {"type": "string"}, "Task type."),
+            query_param("queue", {"type": "string"}, "Queue."),
+            query_param("since", {"type": "string", "format": "date-time"}, "Created at or after."),
+            query_param(
+                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page size."
+            ),
+            query_param("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
         ],
-        "responses": _responses({"200": _json(_ref("TaskPage"), "One page.")}, "400", "503", *AUTH),
+        "responses": responses(
+            {"200": json_content(ref("TaskPage"), "One page.")}, "400", "503", *AUTH
+        ),
     }
 
 
 def _task() -> dict[str, Any]:
-    record = _ref("TaskRecordBody")
+    record = ref("TaskRecordBody")
     wait = {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS}
     return {
         "parameters": [TASK_ID_PARAM],
@@ -179,19 +164,19 @@ def _task() -> dict[str, Any]:
             "operationId": "getTask",
             "summary": "A task's record (scope `read`); `wait` long-polls for a final state.",
             "security": BEARER,
-            "parameters": [_query("wait", wait, "Seconds to wait for a final state.")],
-            "responses": _responses(
-                {"200": _json(record, "The record.")}, "400", "404", "503", *AUTH
+            "parameters": [query_param("wait", wait, "Seconds to wait for a final state.")],
+            "responses": responses(
+                {"200": json_content(record, "The record.")}, "400", "404", "503", *AUTH
             ),
         },
         "delete": {
             "operationId": "cancelTask",
             "summary": "Cancel a task (scope `submit`).",
             "security": BEARER,
-            "responses": _responses(
+            "responses": responses(
                 {
-                    "202": _json(record, "Cancellation sent."),
-                    "200": _json(record, "Already cancelled."),
+                    "202": json_content(record, "Cancellation sent."),
+                    "200": json_content(record, "Already cancelled."),
                 },
                 *("404", "409", "503", *AUTH),
             ),
@@ -207,8 +192,8 @@ def _events() -> dict[str, Any]:
             "operationId": "taskEvents",
             "summary": "Server-Sent Events of a task's record until it is final (scope `read`).",
             "security": BEARER,
-            "parameters": [_header("Last-Event-ID", {"type": "string"}, "Last version seen.")],
-            "responses": _responses(
+            "parameters": [header_param("Last-Event-ID", {"type": "string"}, "Last version seen.")],
+            "responses": responses(
                 {
                     "200": {"description": "The stream.", "content": {"text/event-stream": stream}},
                     "204": {"description": "Already final at the version given: stop."},
@@ -226,7 +211,7 @@ def _simple(operation_id: str, summary: str, ok: dict[str, Any], *problems: str)
             "operationId": operation_id,
             "summary": summary,
             "security": OPEN if open_ else BEARER,
-            "responses": _responses({"200": ok}, *problems),
+            "responses": responses({"200": ok}, *problems),
         }
     }
 
@@ -236,17 +221,20 @@ def _paths(catalog: Catalog) -> dict[str, Any]:
     document = {"description": "This document.", "content": {"application/json": {}}}
     return {
         "/v1/tasks": {"post": _submit(catalog), "get": _list()},
+        "/v1/tasks/batch": {"post": batch_operation(catalog)},
         "/v1/tasks/{id}": _task(),
         "/v1/tasks/{id}/events": _events(),
         "/v1/task-types": _simple(
             "taskTypes",
             "The task types and their payload schemas (scope `read`).",
-            _json({"type": "array", "items": _ref("TaskTypeInfo")}, "The catalog."),
+            json_content({"type": "array", "items": ref("TaskTypeInfo")}, "The catalog."),
             *AUTH,
         ),
-        "/healthz": _simple("healthz", "The process is alive.", _json(_ref("Health"), "Alive.")),
+        "/healthz": _simple(
+            "healthz", "The process is alive.", json_content(ref("Health"), "Alive.")
+        ),
         "/readyz": _simple(
-            "readyz", "The broker connection is up.", _json(_ref("Ready"), "Ready."), "503"
+            "readyz", "The broker connection is up.", json_content(ref("Ready"), "Ready."), "503"
         ),
         "/metrics": _simple("metrics", "Prometheus metrics.", text),
         "/openapi.json": _simple("openapi", "This OpenAPI document.", document),
@@ -256,7 +244,7 @@ def _paths(catalog: Catalog) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
     """The document for a catalog (cached: catalogs are immutable values)."""
-    problem = {PROBLEM_JSON: {"schema": _ref("ProblemDetails")}}
+    problem = {PROBLEM_JSON: {"schema": ref("ProblemDetails")}}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -47,7 +47,8 @@ class Problem(Exception):
         self.close_connection = close_connection
         self.extensions = extensions
 
-    def response(self, instance: str | None = None) -> web.Response:
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem+json document (also a batch item's ``problem``)."""
         body: dict[str, Any] = {
             "type": f"/problems/{self.code}",
             "title": self.title,
@@ -59,9 +60,12 @@ class Problem(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.extensions)
+        return body
+
+    def response(self, instance: str | None = None) -> web.Response:
         response = web.Response(
             status=self.status,
-            body=orjson.dumps(body),
+            body=orjson.dumps(self.body(instance)),
             content_type=PROBLEM_JSON,
             headers=self.headers,
         )

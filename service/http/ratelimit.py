@@ -77,27 +77,35 @@ def rate_of(client: Client, settings: Settings) -> Rate | None:
     return Rate(per_second, burst) if per_second > 0 else None
 
 
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+
+def spend(buckets: RateLimiter, client: Client | None, settings: Settings) -> None:
+    """Take one request from ``client``'s budget, or raise its 429 (nothing else happens).
+
+    The middleware spends one per request; a batch spends one more per task after its
+    first, so a batch of N costs what N submissions cost.
+    """
+    rate = rate_of(client, settings) if client is not None else None
+    if client is None or rate is None or not (wait := buckets.take(client.limit_key, rate)):
+        return
+    REQUESTS_REFUSED.add(1, {"reason": "rate-limited"})
+    raise Problem(
+        429,
+        "rate-limited",
+        "Too Many Requests",
+        f"over {rate.per_second:g} requests/s (burst {rate.burst}); retry in {wait:.2f} s",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
 def rate_limit_middleware(settings: Settings, limiter: RateLimiter | None = None) -> Middleware:
     """After authentication: only requests with a client spend (probes and scrape do not)."""
     buckets = limiter or RateLimiter()
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        client = request.get(CLIENT)
-        rate = rate_of(client, settings) if client is not None else None
-        if (
-            client is not None
-            and rate is not None
-            and (wait := buckets.take(client.limit_key, rate))
-        ):
-            REQUESTS_REFUSED.add(1, {"reason": "rate-limited"})
-            raise Problem(
-                429,
-                "rate-limited",
-                "Too Many Requests",
-                f"over {rate.per_second:g} requests/s (burst {rate.burst}); retry in {wait:.2f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        spend(buckets, request.get(CLIENT), settings)
         return await handler(request)
 
     return limit

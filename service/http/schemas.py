@@ -37,6 +37,9 @@ class ProblemDetails(BaseModel):
     detail: str | None = None
     instance: str | None = Field(None, description="The request path.")
     errors: list[FieldError] | None = Field(None, description="Validation failures (422, 400).")
+    retry_after: int | None = Field(
+        None, description="A batch task's problem: the `Retry-After` its own answer would carry."
+    )
 
 
 class TaskAccepted(BaseModel):
@@ -48,6 +51,24 @@ class TaskAccepted(BaseModel):
     status: Status = Field(description="`queued` for a new task; a replay says where it is now.")
     trace_id: str | None = Field(description="W3C trace id of the submission, if traced.")
     created_at: AwareDatetime
+
+
+class BatchTaskAccepted(TaskAccepted):
+    """A task of a batch, accepted (or, its ``idempotency_key`` used before, the original)."""
+
+    replayed: bool = Field(False, description="The original task of a key used before.")
+
+
+class TaskRefused(BaseModel):
+    """A task of a batch, refused: the problem it would have got alone. Nothing published."""
+
+    problem: ProblemDetails
+
+
+class BatchAnswer(BaseModel):
+    """``POST /v1/tasks/batch``: one item per task, in the order of the batch."""
+
+    items: list[BatchTaskAccepted | TaskRefused]
 
 
 class TaskTypeInfo(BaseModel):
@@ -117,6 +138,7 @@ class Ready(BaseModel):
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ProblemDetails,
     TaskAccepted,
+    BatchAnswer,
     TaskTypeInfo,
     TaskRecordBody,
     TaskPage,

@@ -8,7 +8,6 @@ and never polls the database.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -16,8 +15,9 @@ from aiohttp import web
 from warren.service.contracts import QUEUE_NAME, TASK_NAME
 from warren.service.http.auth import CLIENT
 from warren.service.http.problems import Problem
-from warren.service.http.task_records import json_response, not_found, read_record, record_json
-from warren.service.http.task_store import STORE, WATCHERS, store_problem
+from warren.service.http.task_records import json_response, not_found, record_json
+from warren.service.http.task_store import STORE, store_problem
+from warren.service.http.task_wait import final_record
 from warren.service.store import ListQuery
 from warren.service.store.db import StoreUnavailable
 from warren.service.store.model import TASK_ID, Status
@@ -38,14 +38,7 @@ async def get_task(request: web.Request) -> web.Response:
     """
     wait = float_param(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS)
     task_id = request.match_info["id"]
-    with request.app[WATCHERS].watch(task_id) as watch:  # before reading: no lost wake-up
-        record = await read_record(request, task_id)
-        deadline = time.monotonic() + (wait if TASK_ID.match(task_id) else 0.0)
-        while not (record and record.final) and not watch.closed:
-            if (left := deadline - time.monotonic()) <= 0:
-                break
-            if await watch.wait(left):
-                record = await read_record(request, task_id) or record
+    record = await final_record(request, task_id, wait if TASK_ID.match(task_id) else 0.0)
     if record is None:
         raise not_found(task_id)
     return json_response(record_json(request, record))

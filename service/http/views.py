@@ -1,5 +1,5 @@
 """Gateway views. ``submit_task`` reads as its steps: validate → envelope → (idempotency) →
-publish, confirmed → 202."""
+publish, confirmed → 202 (or, with ``?wait=S``, the final record if the task ends in time)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.priorities import check_priority
 from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission, read_json, validate
+from warren.service.http.task_reads import MAX_WAIT_SECONDS, float_param
+from warren.service.http.task_records import json_response, record_json
 from warren.service.http.task_store import RECORDER
+from warren.service.http.task_wait import final_record
 from warren.service.http.tracing import publish_attributes
 from warren.service.metrics import SUBMISSIONS
 from warren.service.store.model import new_task_id
@@ -24,7 +27,9 @@ from warren.service.wire import Envelope
 
 
 async def submit_task(request: web.Request) -> web.Response:
-    """``POST /v1/tasks``: 202 once the broker has confirmed the task, never before."""
+    """``POST /v1/tasks``: 202 once the broker has confirmed the task, never before; with
+    ``?wait=S``, the final record (200) if the task ends within S seconds."""
+    wait = float_param(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS)  # a 400 before anything
     valid = await _validated(request)
     authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
     envelope = build_envelope(valid, request[CLIENT].id)
@@ -42,7 +47,10 @@ async def submit_task(request: web.Request) -> web.Response:
         "trace_id": trace_id,
         "created_at": envelope.created_at.isoformat(),
     }
-    return web.json_response(body, status=202, headers={"Location": f"/v1/tasks/{envelope.id}"})
+    location = {"Location": f"/v1/tasks/{envelope.id}"}
+    if wait and (record := await final_record(request, envelope.id, wait)) and record.final:
+        return json_response(record_json(request, record), 200, location)
+    return web.json_response(body, status=202, headers=location)
 
 
 async def _validated(request: web.Request) -> ValidSubmission:
@@ -78,11 +86,11 @@ async def _publish(
             span.record_exception(exc)
             span.set_status(trace.StatusCode.ERROR, str(exc))
             retry_after = request.app[SETTINGS].retry_after_seconds
-            raise _not_accepted(exc, envelope.type, retry_after) from None
+            raise not_accepted(exc, envelope.type, retry_after) from None
         return envelope, trace_id_hex(span)
 
 
-def _not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem:
+def not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem:
     full = isinstance(exc, QueueFull)  # certainly not enqueued: back-pressure, 429
     code = "queue-full" if full else "broker-unavailable"
     SUBMISSIONS.add(1, {"type": task_type, "outcome": "unavailable", "reason": code})

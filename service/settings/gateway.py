@@ -30,6 +30,18 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(
         262_144, ge=1024, description="Largest accepted `POST /v1/tasks` body, in bytes."
     )
+    max_batch_tasks: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="Most tasks one `POST /v1/tasks/batch` may carry; more is a `422`.",
+    )
+    max_batch_body_bytes: int = Field(
+        4_194_304,
+        ge=1024,
+        description="Largest accepted `POST /v1/tasks/batch` body, in bytes; each task in it "
+        "is held to `WARREN_MAX_BODY_BYTES` as if submitted alone (a `413` item).",
+    )
     retry_after_seconds: int = Field(
         5,
         ge=1,

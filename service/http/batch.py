@@ -1,0 +1,263 @@
+"""``POST /v1/tasks/batch``: many submissions in one request, each with its own outcome.
+
+The body is ``{"tasks": [submission, …]}`` (at most ``max_batch_tasks``), each a
+``POST /v1/tasks`` body plus an optional ``idempotency_key`` (the header's role, per
+task). The answer is ``200 {"items": […]}`` in the same order: each item the accepted
+task, as a ``202`` would have said it, or ``{"problem": {…}}`` with the problem it
+would have got alone (with ``retry_after`` where that problem's answer carries a
+``Retry-After``). Only a body that is not a batch at all is refused whole.
+
+The steps are the single submit's, per task: rate limit (a batch of N spends N
+requests), size, validation, priority, task type allowed → envelope → keyed claims
+(concurrently) → every publish started at once on the gateway's one channel and
+their confirms awaited together within the publish timeout: one confirm window, so
+the broker round trip is paid once per batch, not once per task → each confirmed
+task recorded, each failed task's claim released. All or nothing per task: a task is
+accepted only once confirmed, and a task not confirmed is not claimed.
+
+Tracing: one PRODUCER span publishes the batch and every task's trace continues from
+it (the tasks share its trace id); a span per task would cost more than its publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from warren.service.errors import PublishError
+from warren.service.http.auth import CLIENT, authorize_type
+from warren.service.http.idempotency import (
+    SubmissionClaim,
+    check_key,
+    claim_key,
+    replay_body,
+)
+from warren.service.http.keys import CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.priorities import check_priority
+from warren.service.http.problems import Problem
+from warren.service.http.ratelimit import RATE_LIMITER, spend
+from warren.service.http.submission import read_json, validate
+from warren.service.http.task_records import json_response
+from warren.service.http.views import build_envelope, not_accepted
+from warren.service.metrics import SUBMISSIONS
+from warren.service.settings import Settings
+from warren.service.telemetry import inject, trace_id_hex, tracer
+from warren.service.wire import Envelope
+
+Answer = dict[str, Any]
+
+
+class BatchSubmission(BaseModel):
+    """The body of ``POST /v1/tasks/batch``; its items are checked one by one, later."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tasks: list[Any]
+
+
+@dataclass
+class Item:
+    """One task of the batch on its way: where its answer goes, its envelope, its claim."""
+
+    index: int
+    envelope: Envelope
+    key: str | None
+    claim: SubmissionClaim | None = None
+
+
+async def submit_batch(request: web.Request) -> web.Response:
+    """``POST /v1/tasks/batch``: 200 with one answer per task, once each is settled."""
+    settings = request.app[SETTINGS]
+    tasks = batch_tasks(await read_json(request, settings.max_batch_body_bytes), settings)
+    answers: list[Answer] = [{} for _ in tasks]
+    items = _prepared(request, tasks, answers)
+    items = await _claimed(request, items, answers)
+    if items:
+        await _published(request, items, answers)
+    return json_response({"items": answers})
+
+
+def batch_tasks(data: Any, settings: Settings) -> list[Any]:
+    """The batch's tasks, unchecked; a 422 for a body that is not a batch of 1 to N."""
+    try:
+        tasks = BatchSubmission.model_validate(data).tasks
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise _invalid(errors, 'send {"tasks": [submission, …]}') from None
+    limit = settings.max_batch_tasks
+    if not 1 <= len(tasks) <= limit:
+        error = {"loc": ["tasks"], "msg": f"from 1 to {limit} tasks", "type": "batch_size"}
+        raise _invalid([error], f"a batch holds 1 to {limit} tasks")
+    return tasks
+
+
+def _invalid(errors: list[Answer], detail: str) -> Problem:
+    return Problem(422, "validation-failed", "Unprocessable Content", detail, errors=errors)
+
+
+def problem_item(problem: Problem) -> Answer:
+    """A task's answer when it was refused: its problem, as it would have been alone."""
+    body = problem.body()
+    if (after := problem.headers.get("Retry-After")) is not None:
+        body["retry_after"] = int(after)
+    return {"problem": body}
+
+
+def _prepared(request: web.Request, tasks: list[Any], answers: list[Answer]) -> list[Item]:
+    """Every task that passes its checks, as an envelope; the others answered already."""
+    items: list[Item] = []
+    keys: set[str] = set()
+    refused: Counter[str] = Counter()
+    for index, raw in enumerate(tasks):
+        try:
+            items.append(_item(request, index, raw, keys))
+        except Problem as problem:
+            answers[index] = problem_item(problem)
+            refused[problem.code] += 1
+    for code, count in refused.items():
+        SUBMISSIONS.add(count, {"type": "(invalid)", "outcome": "rejected", "reason": code})
+    return items
+
+
+def _item(request: web.Request, index: int, raw: Any, keys: set[str]) -> Item:
+    """One task checked as ``POST /v1/tasks`` checks a body, in the same order."""
+    app = request.app
+    settings = app[SETTINGS]
+    if index:  # the request itself spent the first
+        spend(app[RATE_LIMITER], request[CLIENT], settings)
+    if len(orjson.dumps(raw)) > settings.max_body_bytes:
+        detail = f"limit is {settings.max_body_bytes} bytes"
+        raise Problem(413, "body-too-large", "Content Too Large", detail)
+    key = None
+    if isinstance(raw, dict) and "idempotency_key" in raw:
+        raw = dict(raw)
+        given = raw.pop("idempotency_key")
+        key = given if isinstance(given, str) else ""
+    valid = validate(raw, app[CATALOG])
+    check_priority(valid, settings)
+    authorize_type(request, valid.contract.name)
+    if key is not None:
+        check_key(key)
+        if key in keys:
+            detail = "this idempotency_key is used by an earlier task of this batch"
+            raise Problem(409, "idempotency-key-in-use", "Conflict", detail)
+        keys.add(key)
+    return Item(index, build_envelope(valid, request[CLIENT].id), key)
+
+
+async def _claimed(request: web.Request, items: list[Item], answers: list[Answer]) -> list[Item]:
+    """The items to publish: keyless ones, and keyed ones whose key is now theirs. A key
+    used before answers with its original task (``replayed``), a conflict with its 409."""
+    keyed = [item for item in items if item.key is not None]
+    claims = await asyncio.gather(
+        *(claim_key(request, item.envelope, item.key) for item in keyed), return_exceptions=True
+    )
+    for item, claim in zip(keyed, claims, strict=True):
+        if isinstance(claim, Problem):
+            answers[item.index] = problem_item(claim)
+        elif isinstance(claim, BaseException):
+            raise claim
+        elif claim.original is not None:
+            answers[item.index] = {**replay_body(claim.original), "replayed": True}
+        else:
+            item.claim = claim
+    for item in items:
+        if item.key is None:
+            item.claim = SubmissionClaim(request.app, item.envelope.id)
+    return [item for item in items if item.claim is not None]
+
+
+async def _published(request: web.Request, items: list[Item], answers: list[Answer]) -> None:
+    """Publish every item in one confirm window; record the confirmed, release the rest."""
+    publisher = request.app[PUBLISHER]
+    attributes: dict[str, str | int] = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "publish",
+        "messaging.destination.name": publisher.work_exchange,
+        "messaging.batch.message_count": len(items),
+    }
+    with tracer().start_as_current_span(
+        "publish batch", kind=trace.SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        context = inject()
+        for item in items:
+            item.envelope = item.envelope.traced(context)
+        failures = await _confirmed(request, items)
+        if failures:
+            span.set_status(trace.StatusCode.ERROR, f"{len(failures)} tasks not confirmed")
+        trace_id = trace_id_hex(span)
+    await _settled(request, items, failures, answers, trace_id)
+
+
+async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, PublishError]:
+    """Start every publish, then await all confirms within the publish timeout; the failed
+    ones by item index (not confirmed in time: outcome unknown, as a single submit's 503)."""
+    publisher = request.app[PUBLISHER]
+    exchange = publisher.work_exchange
+    confirms = {
+        item.index: publisher.send(exchange, item.envelope.to_message(), item.envelope.queue)
+        for item in items
+    }
+    _, late = await asyncio.wait(confirms.values(), timeout=publisher.timeout)
+    for confirm in late:
+        confirm.cancel()
+    failures: dict[int, PublishError] = {}
+    for index, confirm in confirms.items():
+        if confirm in late:
+            failures[index] = PublishError(
+                f"no confirm within {publisher.timeout}s (outcome unknown)"
+            )
+        elif isinstance(exc := confirm.exception(), PublishError):
+            failures[index] = exc
+        elif exc is not None:
+            raise exc
+    return failures
+
+
+async def _settled(
+    request: web.Request,
+    items: list[Item],
+    failures: dict[int, PublishError],
+    answers: list[Answer],
+    trace_id: str | None,
+) -> None:
+    """Each item's answer; the confirmed recorded, the failed released (concurrently: keyed
+    claims are store writes)."""
+    retry_after = request.app[SETTINGS].retry_after_seconds
+    settle = []
+    accepted: Counter[str] = Counter()
+    for item in items:
+        claim, envelope = item.claim, item.envelope
+        assert claim is not None
+        if (failure := failures.get(item.index)) is not None:
+            answers[item.index] = problem_item(not_accepted(failure, envelope.type, retry_after))
+            settle.append(claim.release())
+            continue
+        answers[item.index] = _accepted(envelope, trace_id)
+        accepted[envelope.type] += 1
+        settle.append(claim.record(envelope))
+    await asyncio.gather(*settle)
+    for task_type, count in accepted.items():
+        SUBMISSIONS.add(count, {"type": task_type, "outcome": "accepted", "reason": ""})
+
+
+def _accepted(envelope: Envelope, trace_id: str | None) -> Answer:
+    """An accepted task, as a ``202`` of ``POST /v1/tasks`` says it."""
+    return {
+        "id": envelope.id,
+        "type": envelope.type,
+        "queue": envelope.queue,
+        "status": "queued",
+        "trace_id": trace_id,
+        "created_at": envelope.created_at.isoformat(),
+    }
