@@ -7,7 +7,8 @@ the broker nor the store. Output is readable tables; ``--json`` prints the
 answers as JSON instead. Exit status: 0 done (``watch`` and ``submit --wait``:
 the task succeeded), 1 the API said no (invalid, not found, conflict; ``watch``
 and ``submit --wait``: the task ended dead or cancelled, or did not end in
-time), 2 the gateway could not be reached. Times are UTC. The API key's token
+time; ``submit --batch``: a task was refused), 2 the gateway could not be reached
+(or the command line or batch file is wrong). Times are UTC. The API key's token
 comes from ``--token`` or ``WARREN_API_TOKEN`` (a client's variable, not a
 gateway setting).
 """
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from warren.client import Client, ConnectionFailed, ProblemError, RetryPolicy, WaitTimeout
 from warren.client.models import Attempt, Status, TaskAccepted, TaskRecord
+from warren.service.tasks_batch import BatchFileError, submit_batch
 
 CLI_RETRY = RetryPolicy(attempts=3, budget_seconds=15.0)
 """A person waits less than a program: three tries at most."""
@@ -63,7 +65,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _add_submit(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = actions.add_parser("submit", help="submit a task; with --wait, wait for its end")
-    submit.add_argument("type", help="task type, e.g. diag.echo")
+    submit.add_argument("type", nargs="?", help="task type, e.g. diag.echo")
+    submit.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="submit the tasks of FILE (- for stdin) in one request: a JSON array of "
+        'submissions, {"tasks": [...]} or JSON Lines',
+    )
     submit.add_argument(
         "--payload", type=_json_object, default={}, metavar="JSON", help="a JSON object"
     )
@@ -128,6 +136,15 @@ def execute(args: argparse.Namespace, base: str, out: TextIO) -> int:
 
 
 def _submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    if (args.type is None) == (args.batch is None):
+        print("error: give a task type, or --batch FILE", file=sys.stderr)
+        return 2
+    if args.batch is not None:
+        try:
+            return submit_batch(client, args.batch, args.json, out)
+        except (OSError, BatchFileError) as exc:
+            print(f"error: {args.batch}: {exc}", file=sys.stderr)
+            return 2
     names = ("max_attempts", "timeout_seconds", "priority", "idempotency_key")
     accepted = client.submit(args.type, args.payload, **{n: getattr(args, n) for n in names})
     if args.wait is None:

@@ -15,7 +15,8 @@
         async for record in client.events(task.id):        # each change, until final
             ...
 
-Methods: ``submit``, ``get``, ``wait``, ``result``, ``cancel``, ``list_page``,
+Methods: ``submit`` (``wait=S``: submit and wait in one request), ``submit_batch``
+(a list of ``Submission``), ``get``, ``wait``, ``result``, ``cancel``, ``list_page``,
 ``list`` and ``events``; answers are the models of ``warren.client.models``.
 
 Failures are exceptions of ``warren.client.errors``: every error answer of the
@@ -32,7 +33,9 @@ in their I/O; retries are tenacity's.
 
 from __future__ import annotations
 
+from warren.client._batch import BatchItem
 from warren.client._core import RetryPolicy
+from warren.client._submission import Submission
 from warren.client.aio import AsyncClient
 from warren.client.errors import (
     BadRequest,
@@ -57,6 +60,7 @@ __all__ = [
     "AsyncClient",
     "Attempt",
     "BadRequest",
+    "BatchItem",
     "Client",
     "Conflict",
     "ConnectionFailed",
@@ -67,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "Status",
+    "Submission",
     "TaskAccepted",
     "TaskFailed",
     "TaskPage",

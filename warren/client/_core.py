@@ -170,14 +170,22 @@ def problem(response: httpx.Response) -> ProblemError:
     if not isinstance(body, dict):
         text = response.text.strip()[:200] or None
         body = {"status": status, "code": f"http-{status}", "detail": text}
+    after = retry_after(response.headers.get("Retry-After"))
+    return problem_of(status, body, response.reason_phrase, after)
+
+
+def problem_of(
+    status: int, body: dict[str, Any], reason: str | None = None, after: float | None = None
+) -> ProblemError:
+    """A problem+json document as its typed exception (a response's, or a batch task's)."""
     errors = body.get("errors")
     return problem_class(status)(
         status,
         str(body.get("code") or f"http-{status}"),
-        str(body.get("title") or response.reason_phrase or f"HTTP {status}"),
+        str(body.get("title") or reason or f"HTTP {status}"),
         body.get("detail"),
         errors if isinstance(errors, list) else None,
-        retry_after=retry_after(response.headers.get("Retry-After")),
+        retry_after=after,
         body=body,
     )
 

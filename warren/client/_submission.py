@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -17,56 +18,82 @@ import orjson
 from opentelemetry import propagate
 from pydantic import BaseModel, ValidationError
 
-from warren.client._core import Call, checked
+from warren.client._core import MAX_WAIT_SECONDS, Call, checked
 from warren.client.errors import ValidationFailed
-from warren.client.models import TaskAccepted
+from warren.client.models import TaskAccepted, TaskRecord
 from warren.service.contracts import TaskContract
 
 Payload = BaseModel | Mapping[str, Any]
+Submitted = TaskAccepted | TaskRecord
+"""A submission's answer: accepted, or (submit and wait) the task's final record."""
 
 
-def submit_call(
-    task: str | TaskContract[Any],
-    payload: Payload,
-    *,
-    max_attempts: int | None = None,
-    timeout_seconds: float | None = None,
-    priority: int | None = None,
-    idempotency_key: str | bool | None = None,
-) -> Call[TaskAccepted]:
+@dataclass(frozen=True)
+class Submission:
+    """One task, as ``submit`` takes it: a value, for ``submit_batch``.
+
+    ``task`` is a type name or its ``TaskContract`` (then ``payload`` and the options are
+    validated locally, as ``submit`` does); ``idempotency_key`` a string, or ``True`` to
+    generate one.
+    """
+
+    task: str | TaskContract[Any]
+    payload: Payload
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    priority: int | None = None
+    idempotency_key: str | bool | None = None
+
+    def body(self) -> tuple[dict[str, Any], str | None]:
+        """The submission's JSON body and its idempotency key (generated if asked for);
+        ``ValidationFailed`` if its contract refuses it."""
+        data = _json_payload(self.payload)
+        task = self.task
+        if isinstance(task, TaskContract):
+            validate_locally(task, data, self.max_attempts, self.timeout_seconds)
+            task = task.name
+        body: dict[str, Any] = {"type": task, "payload": data}
+        options = {"max_attempts": self.max_attempts, "timeout_seconds": self.timeout_seconds}
+        body.update((name, value) for name, value in options.items() if value is not None)
+        if self.priority is not None:
+            body["priority"] = self.priority
+        key = self.idempotency_key
+        return body, uuid.uuid4().hex if key is True else key or None
+
+
+def submit_call(submission: Submission, wait: float | None = None) -> Call[Submitted]:
     """``POST /v1/tasks``: repeatable after a broken connection only with a key.
 
     ``idempotency_key=True`` generates one, sent with every retry of this call.
     The current OpenTelemetry context is sent as ``traceparent``: the task joins
-    the caller's trace.
+    the caller's trace. With ``wait``, the gateway answers with the final record if
+    the task ends within that many seconds (at most ``MAX_WAIT_SECONDS``).
     """
-    data = _json_payload(payload)
-    if isinstance(task, TaskContract):
-        validate_locally(task, data, max_attempts, timeout_seconds)
-        task = task.name
-    body: dict[str, Any] = {"type": task, "payload": data}
-    options = {"max_attempts": max_attempts, "timeout_seconds": timeout_seconds}
-    body.update((name, value) for name, value in options.items() if value is not None)
-    if priority is not None:
-        body["priority"] = priority
-    key = uuid.uuid4().hex if idempotency_key is True else idempotency_key or None
+    body, key = submission.body()
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Idempotency-Key"] = key
     propagate.inject(headers)
+    if wait is not None and not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise ValueError(f"wait is from 0 to {MAX_WAIT_SECONDS:g} s; for longer, use wait()")
     return Call(
         "POST",
         "/v1/tasks",
-        partial(_accepted, key=key),
+        partial(_accepted_or_final, key=key),
+        params={"wait": f"{wait:.3f}"} if wait else None,
         body=orjson.dumps(body),
         headers=headers,
+        read_timeout=wait + 10.0 if wait else None,
         repeatable=key is not None,
     )
 
 
-def _accepted(response: httpx.Response, key: str | None) -> TaskAccepted:
-    body = orjson.loads(checked(response).content)
+def _accepted_or_final(response: httpx.Response, key: str | None) -> Submitted:
+    """A 200 that is not an idempotent replay is the final record of a submit-and-wait."""
     replayed = response.headers.get("Idempotent-Replayed") == "true"
+    if response.status_code == 200 and not replayed:
+        return TaskRecord.model_validate_json(response.content)
+    body = orjson.loads(checked(response).content)
     return TaskAccepted.model_validate({**body, "replayed": replayed, "idempotency_key": key})
 
 

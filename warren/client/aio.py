@@ -8,13 +8,14 @@ and read their answers in the shared ``_core``, ``_calls``, ``_submission`` and
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 import httpx
 import tenacity
 
+from warren.client._batch import BatchItem, plan_batch
 from warren.client._calls import (
     Filters,
     Pager,
@@ -28,7 +29,7 @@ from warren.client._calls import (
 )
 from warren.client._core import Call, Config, RetryPolicy, connection_failed
 from warren.client._events import EventStream
-from warren.client._submission import Payload, submit_call
+from warren.client._submission import Payload, Submission, submit_call
 from warren.client.models import TaskAccepted, TaskPage, TaskRecord
 from warren.service.contracts import TaskContract
 
@@ -74,6 +75,7 @@ class AsyncClient:
         """Close the pooled connections."""
         await self._http.aclose()
 
+    @overload
     async def submit(
         self,
         task: str | TaskContract[Any],
@@ -83,7 +85,33 @@ class AsyncClient:
         timeout_seconds: float | None = None,
         priority: int | None = None,
         idempotency_key: str | bool | None = None,
-    ) -> TaskAccepted:
+        wait: None = None,
+    ) -> TaskAccepted: ...
+
+    @overload
+    async def submit(
+        self,
+        task: str | TaskContract[Any],
+        payload: Payload,
+        *,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        priority: int | None = None,
+        idempotency_key: str | bool | None = None,
+        wait: float,
+    ) -> TaskAccepted | TaskRecord: ...
+
+    async def submit(
+        self,
+        task: str | TaskContract[Any],
+        payload: Payload,
+        *,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
+        priority: int | None = None,
+        idempotency_key: str | bool | None = None,
+        wait: float | None = None,
+    ) -> TaskAccepted | TaskRecord:
         """Submit a task; the accepted task (``.id``, ``.trace_id``) once the broker has it.
 
         ``task`` is a type name (``"email.send"``) or its ``TaskContract``: given the
@@ -92,16 +120,25 @@ class AsyncClient:
         ``idempotency_key`` (a string, or ``True`` to generate one) makes the call safe
         to repeat: the gateway answers a repeat with the original task
         (``.replayed``), and the client retries it after a broken connection too.
+
+        ``wait`` (seconds, up to 60: the gateway's cap) submits and waits in one request:
+        the task's final ``TaskRecord`` if it ends in time, else the ``TaskAccepted``.
         """
-        call = submit_call(
-            task,
-            payload,
-            max_attempts=max_attempts,
-            timeout_seconds=timeout_seconds,
-            priority=priority,
-            idempotency_key=idempotency_key,
+        submission = Submission(
+            task, payload, max_attempts, timeout_seconds, priority, idempotency_key
         )
-        return await self._do(call)
+        return await self._do(submit_call(submission, wait))
+
+    async def submit_batch(self, submissions: Iterable[Submission]) -> list[BatchItem]:
+        """Submit many tasks in one request (``POST /v1/tasks/batch``); one outcome per
+        submission, in order: the ``TaskAccepted``, or the ``ProblemError`` it would have
+        raised alone (returned, not raised). Each ``Submission`` is checked locally first,
+        as ``submit`` checks its arguments. An error of the whole request is raised.
+        """
+        plan = plan_batch(submissions)
+        if plan.call is None:
+            return [item for item in plan.outcomes if item is not None]
+        return await self._do(plan.call)
 
     async def get(self, task_id: str) -> TaskRecord:
         """The task's record now; ``NotFound`` for an unknown task or another client's."""
