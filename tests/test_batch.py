@@ -151,3 +151,11 @@ async def test_a_body_that_is_not_a_batch_is_refused_whole(
             assert response.status == 422, body
             assert (await response.json())["code"] == "validation-failed"
         assert (await client.post("/v1/tasks/batch", data=b"{")).status == 415
+
+
+async def test_a_task_larger_than_a_single_body_may_be_is_that_tasks_413(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    async with gateway_with(settings, max_body_bytes=1024) as client:
+        items = await post_batch(client, [echo("x" * 2000), echo("small")])
+        assert items[0]["problem"]["status"] == 413 and "id" in items[1]

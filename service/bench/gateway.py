@@ -25,18 +25,32 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from warren.service.bench import load
+from warren.service.bench.batch import BATCH_VARIANTS, batch_body, raw_windowed
 from warren.service.bench.common import BenchRun, bench_run
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
-VARIANTS = ("baseline", "warren", "warren-notrace", "warren-otlp", "warren-pg", "warren-2w")
+VARIANTS = (
+    "baseline",
+    "warren",
+    "warren-notrace",
+    "warren-otlp",
+    "warren-pg",
+    "warren-2w",
+    "raw-windowed",
+    "warren-batch",
+)
 POSTGRES_VARIANTS = {"warren-pg": 1, "warren-2w": 2}  # variant: gateway worker processes
 BODY = b'{"type":"diag.echo","payload":{"message":"bench"}}'
 BASELINE_KEY = "bench.baseline"
+METRICS = {  # variant: (what is measured, unit) when not POST /v1/tasks in req/s
+    "raw-windowed": ("confirmed publishes, aio-pika", "tasks/s"),
+    "warren-batch": ("POST /v1/tasks/batch", "tasks/s"),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     p.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument("--batch-size", type=int, default=500, help="tasks per batch (and window)")
+    p.add_argument("--batch-connections", type=int, default=4, help="connections posting batches")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     p.add_argument(
         "--postgres-url",
@@ -60,6 +76,8 @@ class LoadSpec:
     duration: float
     warmup: float
     connections: int
+    batch_size: int = 500
+    batch_connections: int = 4
 
 
 def load_spec(args: argparse.Namespace) -> LoadSpec:
@@ -71,14 +89,37 @@ def load_spec(args: argparse.Namespace) -> LoadSpec:
     return LoadSpec(generator, args.duration, args.warmup, args.connections)
 
 
-async def drive(run_: BenchRun, url: str, spec: LoadSpec, label: str) -> dict[str, Any]:
+async def measure(
+    run_: BenchRun, variant: str, url: str, spec: LoadSpec, label: str
+) -> dict[str, Any]:
+    """One run of ``variant``; its ``rps`` is tasks per second (for a batch, requests/s
+    times the batch size)."""
+    if variant == "raw-windowed":
+        return await raw_windowed(run_, spec.duration, spec.warmup, spec.batch_size)
+    if variant != "warren-batch":
+        return await drive(run_, url, spec, label)
+    result = await drive(
+        run_, url, spec, label, batch_body(spec.batch_size), spec.batch_connections
+    )
+    return {**result, "rps": result["rps"] * spec.batch_size}
+
+
+async def drive(
+    run_: BenchRun,
+    url: str,
+    spec: LoadSpec,
+    label: str,
+    body: bytes = BODY,
+    connections: int | None = None,
+) -> dict[str, Any]:
     """One closed-loop run against ``url``; counts, req/s and latency percentiles (ms)."""
+    connections = connections or spec.connections
     if spec.generator == "wrk":
         return await asyncio.to_thread(
-            load.run_wrk, url, BODY, spec.duration, spec.connections, spec.warmup
+            load.run_wrk, url, body, spec.duration, connections, spec.warmup
         )
-    args = ["--url", url, "--body", BODY.decode(), "--duration", str(spec.duration)]
-    args += ["--connections", str(spec.connections), "--warmup", str(spec.warmup)]
+    args = ["--url", url, "--body", body.decode(), "--duration", str(spec.duration)]
+    args += ["--connections", str(connections), "--warmup", str(spec.warmup)]
     proc = Proc.module("warren.service.bench.load", args, run_.log(f"load-{label}"))
     return await proc.report_async(timeout=spec.duration + spec.warmup + 60)
 
@@ -87,7 +128,9 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     variants = [v for v in args.variants.split(",") if v]
     if unknown := set(variants) - set(VARIANTS):
         raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
-    spec = load_spec(args)
+    spec = replace(
+        load_spec(args), batch_size=args.batch_size, batch_connections=args.batch_connections
+    )
     progress = progress or Progress("gateway", len(variants) * args.repeats, not args.quiet)
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     async with (
@@ -98,19 +141,22 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
-                await run_.broker.purge(*_queues(run_))
-                result = await drive(run_, urls[variant], spec, f"{variant}-{repeat}")
+                await run_.broker.purge(*_queues(run_, variants))
+                label = f"{variant}-{repeat}"
+                result = await measure(run_, variant, urls.get(variant, ""), spec, label)
                 results[variant].append(result)
-                progress.finish(f"{variant} {result['rps']:,.0f} req/s")
+                progress.finish(f"{variant} {result['rps']:,.0f}/s")
         progress.close()
-        await run_.broker.purge(*_queues(run_))
+        await run_.broker.purge(*_queues(run_, variants))
         report = run_.report("gateway", {**vars(spec), "repeats": args.repeats})
     _summarise(report, results)
     return report
 
 
-def _queues(run_: BenchRun) -> list[str]:
-    return [run_.names.work_queue("diag"), f"{run_.settings.namespace}.bench.baseline"]
+def _queues(run_: BenchRun, variants: list[str]) -> list[str]:
+    """The queues a run fills: Warren's work queue, and the baseline's own if it runs."""
+    baseline = [f"{run_.settings.namespace}.bench.baseline"] if "baseline" in variants else []
+    return [run_.names.work_queue("diag"), *baseline]
 
 
 @contextlib.asynccontextmanager
@@ -149,6 +195,8 @@ async def _start_targets(
         await wait_http(f"http://127.0.0.1:{port}/readyz", [sink])
         sink_url = f"http://127.0.0.1:{port}"
     for variant in variants:
+        if variant == "raw-windowed":
+            continue  # the driver publishes itself
         ports[variant] = port = free_port()
         if variant == "baseline":
             procs[variant] = await _start_baseline(run_, port)
@@ -166,7 +214,10 @@ async def _start_targets(
         procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env))
     for variant, proc in procs.items():
         await wait_http(f"http://127.0.0.1:{ports[variant]}/readyz", [proc])
-    return {v: f"http://127.0.0.1:{p}/v1/tasks" for v, p in ports.items()}
+    return {
+        v: f"http://127.0.0.1:{p}/v1/tasks{'/batch' if v == 'warren-batch' else ''}"
+        for v, p in ports.items()
+    }
 
 
 async def _start_baseline(run_: BenchRun, port: int) -> Proc:
@@ -182,17 +233,22 @@ async def _start_baseline(run_: BenchRun, port: int) -> Proc:
 
 def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None:
     for variant, runs in results.items():
-        row = Row(variant, "POST /v1/tasks", "req/s", [r["rps"] for r in runs])
+        metric, unit = METRICS.get(variant, ("POST /v1/tasks", "req/s"))
+        row = Row(variant, metric, unit, [r["rps"] for r in runs])
         row.extra = {
             "p50_ms": Row("", "", "", [r["p50_ms"] for r in runs]).value,
             "p99_ms": Row("", "", "", [r["p99_ms"] for r in runs]).value,
             "errors": float(sum(r["errors"] for r in runs)),
         }
         report.rows.append(row)
-    baseline = report.row("baseline")
+    baseline, raw = report.row("baseline"), report.row("raw-windowed")
     for row in report.rows:
-        if baseline is not None and row is not baseline:
-            row.ratio = ratio(row.value, baseline.value)
+        base = raw if row.name in BATCH_VARIANTS else baseline
+        if base is not None and row is not base:
+            row.ratio = ratio(row.value, base.value)
+    batch = report.row("warren-batch")
+    if batch is not None and batch.ratio is not None:
+        report.targets.append(Target("warren batch / raw windowed publish", batch.ratio, 1.0, ">="))
     warren = report.row("warren")
     if warren is not None and warren.ratio is not None:
         report.targets.append(Target("warren / minimal confirm app", warren.ratio, 0.90, ">="))

@@ -77,7 +77,9 @@ async def submit_batch(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     tasks = batch_tasks(await read_json(request, settings.max_batch_body_bytes), settings)
     answers: list[Answer] = [{} for _ in tasks]
-    items = _prepared(request, tasks, answers)
+    # A task can be larger than a single body may be only if the whole batch is.
+    sized = len(await request.read()) > settings.max_body_bytes  # read: cached by aiohttp
+    items = _prepared(request, tasks, answers, sized)
     items = await _claimed(request, items, answers)
     if items:
         await _published(request, items, answers)
@@ -113,14 +115,16 @@ def problem_item(problem: Problem) -> Answer:
     return {"problem": body}
 
 
-def _prepared(request: web.Request, tasks: list[Any], answers: list[Answer]) -> list[Item]:
+def _prepared(
+    request: web.Request, tasks: list[Any], answers: list[Answer], sized: bool
+) -> list[Item]:
     """Every task that passes its checks, as an envelope; the others answered already."""
     items: list[Item] = []
     keys: set[str] = set()
     refused: Counter[str] = Counter()
     for index, raw in enumerate(tasks):
         try:
-            items.append(_item(request, index, raw, keys))
+            items.append(_item(request, index, raw, keys, sized))
         except Problem as problem:
             answers[index] = problem_item(problem)
             refused[problem.code] += 1
@@ -129,13 +133,13 @@ def _prepared(request: web.Request, tasks: list[Any], answers: list[Answer]) -> 
     return items
 
 
-def _item(request: web.Request, index: int, raw: Any, keys: set[str]) -> Item:
+def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: bool) -> Item:
     """One task checked as ``POST /v1/tasks`` checks a body, in the same order."""
     app = request.app
     settings = app[SETTINGS]
     if index:  # the request itself spent the first
         spend(app[RATE_LIMITER], request[CLIENT], settings)
-    if len(orjson.dumps(raw)) > settings.max_body_bytes:
+    if sized and len(orjson.dumps(raw)) > settings.max_body_bytes:
         detail = f"limit is {settings.max_body_bytes} bytes"
         raise Problem(413, "body-too-large", "Content Too Large", detail)
     key = None

@@ -74,6 +74,21 @@ async def test_gateway_mode_with_the_python_load_generator(
     await assert_cleaned_up(connection, report)
 
 
+async def test_gateway_batch_variants_count_tasks_against_the_raw_windowed_rate(
+    connection: AbstractRobustConnection,
+) -> None:
+    report = await bench(
+        "gateway", "-d", "1", "--warmup", "0", "--loadgen", "python", "--variants",
+        "raw-windowed,warren-batch", "--batch-size", "50",
+    )  # fmt: skip
+    raw, batch = report.rows
+    assert (raw.unit, batch.unit) == ("tasks/s", "tasks/s")
+    assert positive(raw.value) and positive(batch.value)
+    assert batch.ratio is not None and batch.extra["errors"] == 0
+    assert [t.name for t in report.targets] == ["warren batch / raw windowed publish"]
+    await assert_cleaned_up(connection, report)
+
+
 async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
     report = await bench(
         "e2e", "-d", "1", "--max-duration", "1", "--warmup", "0", "-p", "1",
