@@ -20,6 +20,7 @@ import asyncio
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ import orjson
 from pydantic import BaseModel
 
 from warren.client import Client, ConnectionFailed, ProblemError, RetryPolicy, WaitTimeout
+from warren.client._core import MAX_WAIT_SECONDS
 from warren.client.models import Attempt, Status, TaskAccepted, TaskRecord
 from warren.service.tasks_batch import BatchFileError, submit_batch
 
@@ -146,11 +148,19 @@ def _submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
             print(f"error: {args.batch}: {exc}", file=sys.stderr)
             return 2
     names = ("max_attempts", "timeout_seconds", "priority", "idempotency_key")
-    accepted = client.submit(args.type, args.payload, **{n: getattr(args, n) for n in names})
+    options = {n: getattr(args, n) for n in names}
     if args.wait is None:
+        accepted = client.submit(args.type, args.payload, **options)
         out.write(_dumps(accepted) if args.json else describe_accepted(accepted))
         return 0
-    record = client.wait(accepted.id, timeout=None if math.isinf(args.wait) else args.wait)
+    # Submit and wait in one request for the first minute at most, then long-poll the rest.
+    wait, started = max(0.0, args.wait), time.monotonic()
+    answer = client.submit(args.type, args.payload, wait=min(wait, MAX_WAIT_SECONDS), **options)
+    if isinstance(answer, TaskRecord):
+        record = answer
+    else:
+        left = None if math.isinf(wait) else max(0.0, wait - (time.monotonic() - started))
+        record = client.wait(answer.id, timeout=left)
     out.write(_dumps(record) if args.json else describe(record))
     return 0 if record.status is Status.SUCCEEDED else 1
 
