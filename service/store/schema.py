@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from warren.service.store.db import Database, Transaction
+from warren.service.store.dead import dead_letter_schema
 from warren.service.store.sql import TABLE, Dialect
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _v1(d: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema)
 
 
 async def migrate(db: Database) -> int:
