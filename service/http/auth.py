@@ -227,6 +227,11 @@ ROUTE_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
     ("GET", "/v1/tasks/{id}"): frozenset({"read", "admin"}),
     ("GET", "/v1/tasks/{id}/events"): frozenset({"read", "admin"}),
     ("DELETE", "/v1/tasks/{id}"): frozenset({"submit", "admin"}),
+    ("GET", "/v1/queues"): frozenset({"read", "admin"}),
+    ("GET", "/v1/dead-letters"): frozenset({"read", "admin"}),
+    ("GET", "/v1/dead-letters/{id}"): frozenset({"read", "admin"}),
+    ("POST", "/v1/dead-letters/replay"): frozenset({"admin"}),
+    ("POST", "/v1/dead-letters/discard"): frozenset({"admin"}),
 }
 
 
