@@ -23,6 +23,7 @@ from warren.service.connections import BrokerLinks
 from warren.service.contracts import Catalog
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
+from warren.service.http.console import add_console_routes
 from warren.service.http.dead_letters import add_dead_letter_routes
 from warren.service.http.keys import BROKER, CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.openapi import serve_openapi
@@ -85,4 +86,5 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     add_task_routes(app)  # after `broker`: the store's resources start after, stop before it
     add_dead_letter_routes(app)  # after the store: the keeper writes into it
     app.router.add_get("/v1/queues", list_queues)
+    add_console_routes(app)  # /console (open: no data in it) and its event stream
     return app

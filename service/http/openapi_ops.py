@@ -137,6 +137,23 @@ def _post(operation_id: str, summary: str, name: str) -> dict[str, Any]:
     }
 
 
+def _console(operation_id: str, summary: str, *types: str) -> dict[str, Any]:
+    """The page (``text/html``), or an asset by ``name`` (its types; else a 404)."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {"description": "The file.", "content": {t: {} for t in types or ["text/html"]}}
+        },
+    }
+    if types:
+        operation["parameters"] = [name]
+        operation["responses"]["404"] = {"$ref": "#/components/responses/Problem404"}
+    return {"get": operation}
+
+
 def ops_paths() -> dict[str, Any]:
     filters = [
         _query("queue", {"type": "string"}),
@@ -174,6 +191,21 @@ def ops_paths() -> dict[str, Any]:
                 "responses": _ok("DeadLetterBody", "The dead letter.", "404", "503", *AUTH),
             }
         },
+        "/v1/console/events": {
+            "get": {
+                "operationId": "consoleEvents",
+                "summary": "Server-Sent Events: `queues` every 2 s, `tasks` pings (`read`).",
+                "security": BEARER,
+                "responses": {
+                    "200": {"description": "The stream.", "content": {"text/event-stream": {}}},
+                    **{c: {"$ref": f"#/components/responses/Problem{c}"} for c in AUTH},
+                },
+            }
+        },
+        "/console": _console("consolePage", "The web console (sign in with an API key)."),
+        "/console/{name}": _console(
+            "consoleAsset", "A console asset (script, styles).", "text/javascript", "text/css"
+        ),
         "/v1/dead-letters/replay": _post(
             "replayDeadLetters",
             "Re-publish dead letters as attempt n+1 (scope `admin`).",
