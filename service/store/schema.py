@@ -54,7 +54,17 @@ def _v1(d: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema)
+def _v3(d: Dialect) -> list[str]:
+    """The task list filtered by one of type, queue or owner, newest first, reads an index
+    in order and stops after a page (not a scan of every record for a rare value)."""
+    return [
+        f"CREATE INDEX {TABLE}_type ON {TABLE} (type, created_at DESC, id DESC)",
+        f"CREATE INDEX {TABLE}_queue ON {TABLE} (queue, created_at DESC, id DESC)",
+        f"CREATE INDEX {TABLE}_submitter ON {TABLE} (submitter, created_at DESC, id DESC)",
+    ]
+
+
+MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema, _v3)
 
 
 async def migrate(db: Database) -> int:
