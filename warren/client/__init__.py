@@ -16,7 +16,8 @@
             ...
 
 Methods: ``submit``, ``get``, ``wait``, ``result``, ``cancel``, ``list_page``,
-``list`` and ``events``; answers are the models of ``warren.client.models``.
+``list`` and ``events``; answers are the models of ``warren.client.models``. For
+operators: ``queues``, ``dead_letters``, ``dead_letter``, ``replay`` and ``discard``.
 
 Failures are exceptions of ``warren.client.errors``: every error answer of the
 gateway is a ``ProblemError`` subclass by status (``NotFound``, ``ValidationFailed``,
@@ -33,6 +34,7 @@ in their I/O; retries are tenacity's.
 from __future__ import annotations
 
 from warren.client._core import RetryPolicy
+from warren.client._ops import DeadLetter, DeadLetterPage, QueueState
 from warren.client.aio import AsyncClient
 from warren.client.errors import (
     BadRequest,
@@ -60,9 +62,12 @@ __all__ = [
     "Client",
     "Conflict",
     "ConnectionFailed",
+    "DeadLetter",
+    "DeadLetterPage",
     "Forbidden",
     "NotFound",
     "ProblemError",
+    "QueueState",
     "RateLimited",
     "RetryPolicy",
     "ServerError",
