@@ -37,7 +37,9 @@ class QueueState:
     unacked: int = 0
     consumers: int | None = None
     retrying: dict[str, int | None] = field(default_factory=dict)
-    scheduled: int | None = None  # the delayed-task topology's depth, once it exists
+    # Hook for delayed tasks: once the topology has a queue of scheduled tasks per work queue,
+    # add its name to ``wanted`` in ``queue_states`` and set this from its passive declare.
+    scheduled: int | None = None
     dead_letters: int = 0
     rates: dict[str, float] = field(default_factory=dict)
 
