@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from warren.service import keys_cli, loops, tasks_cli, topology
+from warren.service import dead_cli, keys_cli, loops, queues_cli, tasks_cli, topology
 from warren.service.apps import App, load_app
 from warren.service.connections import connect
 from warren.service.errors import ConfigurationError
@@ -218,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
         needs_app.add_argument("--app", help=APP_HELP)
     tasks_cli.add_parser(sub)  # `warren tasks submit|get|list|watch|cancel`, over the HTTP API
     keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
+    queues_cli.add_parser(sub)  # `warren queues [--watch S]`, over the HTTP API
+    dead_cli.add_parser(sub)  # `warren dead list|show|replay|discard`, over the HTTP API
     b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="MODE ...")
     b.set_defaults(func=cmd_bench)

@@ -360,17 +360,21 @@ def _exactly(names: Iterable[str]) -> str:
 def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permissions:
     """The least a role needs, derived from the same names the topology is built from.
 
-    * ``gateway``: publish tasks and cancellations; consume the recorder queue.
+    * ``gateway``: publish tasks (and replays) and cancellations; consume the recorder
+      queue and the dead-letter queues (the keeper moves dead letters into the store).
     * ``consumer`` of ``queues``: consume its work queues and the control stream; publish
       retries, dead letters, lifecycle events and the ``sync`` marker of the control stream.
     * ``deploy``: declare, bind and delete everything in the namespace (``warren topology
       apply``); binding needs ``write`` on the queue and ``read`` on the exchange.
     """
     if role == "gateway":
+        # Every queue's dead letters, whatever app queues a gateway serves: its keeper moves
+        # them into the store (queue names: ``contracts.QUEUE_NAME``).
+        dead = f"{re.escape(names.namespace)}\\.[a-z][a-z0-9_-]*\\.dead"
         return Permissions(
             "^$",
             _exactly([names.work_exchange, names.control_exchange]),
-            _exactly([names.recorder_queue]),
+            f"^(?:{re.escape(names.recorder_queue)}|{dead})$",
         )
     if role == "consumer":
         served = list(queues)

@@ -23,7 +23,7 @@ from warren.service.http.auth import hash_token, new_token
 from warren.service.http.openapi import openapi_document
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/console", "/console/{name}"}
 
 
 def operations(document: dict[str, Any]) -> set[tuple[str, str]]:

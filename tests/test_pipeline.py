@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import StartConsumer
-from tests.support import Events, drain, message_count
+from tests.support import Events, message_count
 from warren.service.topology import Declared, Names, Topology
 from warren.service.wire.dead import H_DEAD_ATTEMPTS, H_DEAD_ERROR_TYPE, H_DEAD_QUEUE, H_DEAD_REASON
 
@@ -72,6 +73,7 @@ async def test_failing_task_lands_in_its_dead_letter_queue_with_reason(
     start_consumer: StartConsumer,
     events: Events,
     declared: Declared,
+    channel: AbstractChannel,
 ) -> None:
     await start_consumer("diag")
     accepted = await submit(
@@ -81,14 +83,15 @@ async def test_failing_task_lands_in_its_dead_letter_queue_with_reason(
     final = await events.final(accepted["id"])
     assert final["status"] == "dead" and final["reason"] == "attempts-exhausted"
     assert final["attempt"] == 2
+    # The gateway's keeper moved the dead letter from its queue into the store, whole.
+    dead = await dead_letter(gateway, accepted["id"])
+    assert dead["headers"][H_DEAD_REASON] == "attempts-exhausted" == dead["reason"]
+    assert dead["headers"][H_DEAD_ERROR_TYPE] == "PlannedFailure" == dead["error_type"]
+    assert dead["headers"][H_DEAD_ATTEMPTS] == 2 == dead["attempts"]
+    assert dead["headers"][H_DEAD_QUEUE] == "diag" == dead["queue"]
+    assert dead["payload"] == {"permanent": False}
     names = Names(declared_namespace(declared))
-    [dead] = await drain(declared.queues[names.dead_queue("diag")], 1)
-    assert dead.message_id == accepted["id"]
-    assert dead.headers[H_DEAD_REASON] == "attempts-exhausted"
-    assert dead.headers[H_DEAD_ERROR_TYPE] == "PlannedFailure"
-    assert dead.headers[H_DEAD_ATTEMPTS] == 2
-    assert dead.headers[H_DEAD_QUEUE] == "diag"
-    assert dead.body == b'{"permanent":false}'
+    assert await message_count(channel, names.dead_queue("diag")) == 0
 
 
 async def test_permanent_failure_is_dead_after_one_attempt(
@@ -104,10 +107,19 @@ async def test_permanent_failure_is_dead_after_one_attempt(
     assert final["status"] == "dead" and final["reason"] == "permanent"
     assert final["attempt"] == 1
     assert events.of(accepted["id"], "retrying") == []
-    names = Names(declared_namespace(declared))
-    [dead] = await drain(declared.queues[names.dead_queue("diag")], 1)
-    assert dead.headers[H_DEAD_REASON] == "permanent"
-    assert dead.headers[H_DEAD_ERROR_TYPE] == "Permanent"
+    dead = await dead_letter(gateway, accepted["id"])
+    assert dead["headers"][H_DEAD_REASON] == "permanent"
+    assert dead["headers"][H_DEAD_ERROR_TYPE] == "Permanent"
+
+
+async def dead_letter(gateway: TestClient[Any, Any], task_id: str) -> dict[str, Any]:
+    """The task's dead letter, once the gateway's keeper has kept it."""
+    async with asyncio.timeout(10):
+        while (response := await gateway.get(f"/v1/dead-letters/{task_id}")).status == 404:  # noqa: ASYNC110 (polling over HTTP)
+            await asyncio.sleep(0.05)
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
 
 
 def declared_namespace(declared: Declared) -> str:

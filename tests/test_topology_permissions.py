@@ -32,11 +32,12 @@ def matches(pattern: str) -> set[str]:
     return {n for n in names if re.search(pattern, n)}
 
 
-def test_the_gateway_publishes_tasks_and_cancellations_and_reads_only_the_recorder_queue() -> None:
+def test_the_gateway_publishes_tasks_and_cancellations_reads_recorder_and_dead_letters() -> None:
     granted = topology.permissions(NS, "gateway")
     assert matches(granted.configure) == set()
     assert matches(granted.write) == {"shop-1.tasks", "shop-1.control"}
-    assert matches(granted.read) == {"shop-1.events.recorder"}
+    dead = {f"shop-1.{q}.dead" for q in CATALOG.queues}
+    assert matches(granted.read) == {"shop-1.events.recorder", *dead}
 
 
 def test_a_consumer_reads_only_its_queues_and_publishes_only_what_it_settles_with() -> None:

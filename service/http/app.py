@@ -24,9 +24,12 @@ from warren.service.contracts import Catalog
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
 from warren.service.http.batch import submit_batch
+from warren.service.http.console import add_console_routes
+from warren.service.http.dead_letters import add_dead_letter_routes
 from warren.service.http.keys import BROKER, CATALOG, PUBLISHER, SETTINGS
 from warren.service.http.openapi import serve_openapi
 from warren.service.http.problems import problem_middleware
+from warren.service.http.queues import list_queues
 from warren.service.http.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from warren.service.http.task_views import add_task_routes
 from warren.service.http.tracing import server_span_middleware
@@ -85,4 +88,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/openapi.json", serve_openapi)
     add_task_routes(app)  # after `broker`: the store's resources start after, stop before it
+    add_dead_letter_routes(app)  # after the store: the keeper writes into it
+    app.router.add_get("/v1/queues", list_queues)
+    add_console_routes(app)  # /console (open: no data in it) and its event stream
     return app

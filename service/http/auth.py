@@ -228,6 +228,12 @@ ROUTE_SCOPES: dict[tuple[str, str], frozenset[Scope]] = {
     ("GET", "/v1/tasks/{id}"): frozenset({"read", "admin"}),
     ("GET", "/v1/tasks/{id}/events"): frozenset({"read", "admin"}),
     ("DELETE", "/v1/tasks/{id}"): frozenset({"submit", "admin"}),
+    ("GET", "/v1/queues"): frozenset({"read", "admin"}),
+    ("GET", "/v1/console/events"): frozenset({"read", "admin"}),
+    ("GET", "/v1/dead-letters"): frozenset({"read", "admin"}),
+    ("GET", "/v1/dead-letters/{id}"): frozenset({"read", "admin"}),
+    ("POST", "/v1/dead-letters/replay"): frozenset({"admin"}),
+    ("POST", "/v1/dead-letters/discard"): frozenset({"admin"}),
 }
 
 
@@ -251,10 +257,15 @@ def authorize_type(request: web.Request, task_type: str) -> None:
         )
 
 
+def is_console_asset(path: str) -> bool:
+    """The web console's page and assets: open, as they hold no data (its API calls are not)."""
+    return path == "/console" or path.startswith("/console/")
+
+
 def auth_middleware(authenticator: Authenticator) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or is_console_asset(request.path):
             return await handler(request)
         client = authenticator.client(request)
         needed = required_scopes(request)

@@ -20,6 +20,7 @@ from warren.service.contracts import Catalog, TaskContract
 from warren.service.http.idempotency import IDEMPOTENCY_KEY
 from warren.service.http.keys import CATALOG
 from warren.service.http.openapi_batch import batch_operation, batch_variant
+from warren.service.http.openapi_ops import OPS_MODELS, ops_paths
 from warren.service.http.openapi_parts import (
     AUTH,
     BEARER,
@@ -70,7 +71,8 @@ def _payload_name(contract: TaskContract[Any]) -> str:
 
 
 def _schemas(catalog: Catalog) -> dict[str, Any]:
-    _, top = models_json_schema([(m, "serialization") for m in RESPONSE_MODELS], ref_template=REF)
+    models = (*RESPONSE_MODELS, *OPS_MODELS)
+    _, top = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     base = Submission.model_json_schema(ref_template=REF)
     for contract in catalog.values():
@@ -238,6 +240,7 @@ def _paths(catalog: Catalog) -> dict[str, Any]:
         ),
         "/metrics": _simple("metrics", "Prometheus metrics.", text),
         "/openapi.json": _simple("openapi", "This OpenAPI document.", document),
+        **ops_paths(),  # queues and dead letters
     }
 
 

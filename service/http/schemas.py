@@ -93,6 +93,9 @@ class AttemptBody(BaseModel):
     error: str | None
     worker: str | None
     next_delay_seconds: float | None
+    replayed_at: AwareDatetime | None = Field(
+        None, description="Set when this attempt came from a replay of the dead letter."
+    )
 
 
 class TaskRecordBody(BaseModel):

@@ -66,3 +66,15 @@ class GatewaySettings(BaseSettings):
         description="Most lifecycle events the gateway's recorder writes in one transaction; "
         "it holds up to twice this many unacknowledged (its prefetch).",
     )
+    dead_letter_retention_days: float = Field(
+        14.0,
+        gt=0,
+        description="Dead letters kept in the store (browsed, replayed) are dropped after this "
+        "long (checked hourly).",
+    )
+    dead_letter_max_bytes: int = Field(
+        1_048_576,
+        ge=0,
+        description="Largest dead-letter payload kept whole; a larger one keeps its headers and "
+        "size only, and can be discarded but not replayed.",
+    )

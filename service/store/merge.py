@@ -10,7 +10,10 @@ last thing heard:
   only to a higher position (``running`` of attempt 2 is past ``retrying`` of
   attempt 1, which is past ``running`` of attempt 1);
 * a final status (succeeded, dead, cancelled) absorbs: the first one recorded
-  stays, whatever arrives later;
+  stays, whatever arrives later; except that a replayed dead letter reopens its
+  ``dead`` task: a change of a later attempt moves it on (the replay publishes
+  attempt n+1 with a ``queued`` change of reason ``replayed``), and a death of
+  an attempt from before the replay no longer ends it;
 * the attempt history merges per attempt number: the earliest start, the first
   end; fields only ever go from unknown to known. A start comes from an event's
   ``started_at`` (every event of a run has it: short tasks publish no
@@ -31,11 +34,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from warren.service.store.model import (
     ENDS_ATTEMPT,
     FINAL,
     MAX_ERROR_CHARS,
+    REPLAYED,
     AttemptRecord,
     Change,
     Status,
@@ -62,7 +67,9 @@ def merge(record: TaskRecord | None, change: Change) -> TaskRecord:
     """``record`` with ``change`` folded in; the same object when nothing changed."""
     base = record if record is not None else _new(change)
     status = _next_status(base, change)
-    ends_now = status in FINAL and base.status not in FINAL
+    reopened = _reopens(base, change)
+    ends_now = status in FINAL and (base.status not in FINAL or reopened)
+    kept = not reopened  # a reopened task forgets how its earlier run ended
     attempts = merge_attempts(base.attempts, change)
     error_type, error = last_error(attempts)
     merged = TaskRecord(  # built whole, not with dataclasses.replace: this is the hot loop
@@ -71,16 +78,16 @@ def merge(record: TaskRecord | None, change: Change) -> TaskRecord:
         queue=base.queue,
         status=status,
         attempt=max(base.attempt, change.attempt),
-        max_attempts=base.max_attempts,
+        max_attempts=max(base.max_attempts, change.max_attempts),  # a replay grows it
         created_at=min(base.created_at, change.created_at or change.at),
         updated_at=max(base.updated_at, change.at),
         version=base.version,
         started_at=_earliest(base.started_at, _started(change)),
-        finished_at=change.at if ends_now else base.finished_at,
-        result=change.result if ends_now and status is Status.SUCCEEDED else base.result,
+        finished_at=change.at if ends_now else (base.finished_at if kept else None),
+        result=_result(base, change, status, ends_now, kept),
         error_type=error_type,
         error=error,
-        reason=change.reason if ends_now else base.reason,
+        reason=change.reason if ends_now else (base.reason if kept else None),
         trace_id=base.trace_id or change.trace_id,
         submitter=base.submitter or change.submitter,
         idempotency_key=base.idempotency_key,
@@ -118,10 +125,28 @@ def _new(change: Change) -> TaskRecord:
     )
 
 
+def _result(base: TaskRecord, change: Change, status: Status, ends_now: bool, kept: bool) -> Any:
+    if ends_now and status is Status.SUCCEEDED:
+        return change.result
+    return base.result if kept else None
+
+
+def _reopens(record: TaskRecord, change: Change) -> bool:
+    """A dead task's replay: a change of an attempt after the one that died."""
+    return record.status is Status.DEAD and change.attempt > record.attempt
+
+
+def _replayed_from(record: TaskRecord) -> int:
+    """The first attempt of the latest replay (0: never replayed)."""
+    return max((a.number for a in record.attempts if a.replayed_at is not None), default=0)
+
+
 def _next_status(record: TaskRecord, change: Change) -> Status:
     if record.status in FINAL:
-        return record.status
+        return change.status if _reopens(record, change) else record.status
     if change.status in FINAL:
+        if change.attempt < _replayed_from(record):
+            return record.status  # a late death of a run from before the replay
         return change.status
     if progress(change.status, change.attempt) > progress(record.status, record.attempt):
         return change.status
@@ -130,11 +155,23 @@ def _next_status(record: TaskRecord, change: Change) -> Status:
 
 def merge_attempts(history: tuple[AttemptRecord, ...], change: Change) -> tuple[AttemptRecord, ...]:
     """The history with ``change``'s attempt updated; queued/scheduled leave it alone."""
+    if change.status is Status.QUEUED and change.reason == REPLAYED:
+        return _replayed(history, change)
     if change.status not in ENDS_ATTEMPT and change.status is not Status.RUNNING:
         return history
     by_number = {a.number: a for a in history}
     current = by_number.get(change.attempt, AttemptRecord(change.attempt))
     by_number[change.attempt] = _merge_attempt(current, change)
+    return tuple(by_number[n] for n in sorted(by_number))
+
+
+def _replayed(history: tuple[AttemptRecord, ...], change: Change) -> tuple[AttemptRecord, ...]:
+    """The history with the replayed attempt marked (the first replay of it stands)."""
+    by_number = {a.number: a for a in history}
+    current = by_number.get(change.attempt, AttemptRecord(change.attempt))
+    if current.replayed_at is not None:
+        return history
+    by_number[change.attempt] = replace(current, replayed_at=change.at)
     return tuple(by_number[n] for n in sorted(by_number))
 
 
@@ -155,6 +192,7 @@ def _merge_attempt(attempt: AttemptRecord, change: Change) -> AttemptRecord:
         error=_bounded(change.error),
         worker=worker,
         next_delay_seconds=change.next_delay_seconds,
+        replayed_at=attempt.replayed_at,
     )
 
 

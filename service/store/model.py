@@ -46,6 +46,7 @@ class Status(StrEnum):
 FINAL = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 ENDS_ATTEMPT = frozenset({Status.RETRYING, *FINAL})
 MAX_ERROR_CHARS = 2000
+REPLAYED = "replayed"  # the reason of the ``queued`` change a dead letter's replay writes
 # Longest text a change keeps in these fields; longer is cut (see ``Change._text``).
 TEXT_LIMITS = {
     "type": 200,
@@ -148,6 +149,7 @@ class AttemptRecord:
     error: str | None = None
     worker: str | None = None
     next_delay_seconds: float | None = None
+    replayed_at: datetime | None = None  # this attempt came from a replay of the dead letter
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +161,7 @@ class AttemptRecord:
             "error": self.error,
             "worker": self.worker,
             "next_delay_seconds": self.next_delay_seconds,
+            "replayed_at": _iso(self.replayed_at),
         }
 
     @classmethod
@@ -172,6 +175,7 @@ class AttemptRecord:
             error=data.get("error"),
             worker=data.get("worker"),
             next_delay_seconds=data.get("next_delay_seconds"),
+            replayed_at=_parse(data.get("replayed_at")),
         )
 
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from warren.service.store.db import Database, Transaction
+from warren.service.store.dead import dead_letter_schema
 from warren.service.store.sql import TABLE, Dialect
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,17 @@ def _v1(d: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1,)
+def _v3(d: Dialect) -> list[str]:
+    """The task list filtered by one of type, queue or owner, newest first, reads an index
+    in order and stops after a page (not a scan of every record for a rare value)."""
+    return [
+        f"CREATE INDEX {TABLE}_type ON {TABLE} (type, created_at DESC, id DESC)",
+        f"CREATE INDEX {TABLE}_queue ON {TABLE} (queue, created_at DESC, id DESC)",
+        f"CREATE INDEX {TABLE}_submitter ON {TABLE} (submitter, created_at DESC, id DESC)",
+    ]
+
+
+MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema, _v3)
 
 
 async def migrate(db: Database) -> int:

@@ -18,6 +18,8 @@
 Methods: ``submit`` (``wait=S``: submit and wait in one request), ``submit_batch``
 (a list of ``Submission``), ``get``, ``wait``, ``result``, ``cancel``, ``list_page``,
 ``list`` and ``events``; answers are the models of ``warren.client.models``.
+For
+operators: ``queues``, ``dead_letters``, ``dead_letter``, ``replay`` and ``discard``.
 
 Failures are exceptions of ``warren.client.errors``: every error answer of the
 gateway is a ``ProblemError`` subclass by status (``NotFound``, ``ValidationFailed``,
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 from warren.client._batch import BatchItem
 from warren.client._core import RetryPolicy
+from warren.client._ops import DeadLetter, DeadLetterPage, QueueState
 from warren.client._submission import Submission
 from warren.client.aio import AsyncClient
 from warren.client.errors import (
@@ -64,9 +67,12 @@ __all__ = [
     "Client",
     "Conflict",
     "ConnectionFailed",
+    "DeadLetter",
+    "DeadLetterPage",
     "Forbidden",
     "NotFound",
     "ProblemError",
+    "QueueState",
     "RateLimited",
     "RetryPolicy",
     "ServerError",

@@ -7,7 +7,7 @@ and read their answers in the shared ``_core``, ``_calls``, ``_submission`` and
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self, TypeVar, overload
 
@@ -28,6 +28,15 @@ from warren.client._calls import (
 )
 from warren.client._core import Call, Config, RetryPolicy, connection_failed
 from warren.client._events import EventStream
+from warren.client._ops import (
+    DeadLetter,
+    DeadLetterPage,
+    QueueState,
+    act_call,
+    dead_letter_call,
+    dead_page_call,
+    queues_call,
+)
 from warren.client._submission import Payload, Submission, submit_call
 from warren.client.models import TaskAccepted, TaskPage, TaskRecord
 from warren.service.contracts import TaskContract
@@ -231,6 +240,42 @@ class Client:
             return
         if not stream.done:
             stream.broken(None)
+
+    # --- operations: queues and dead letters (``read``; replay and discard: ``admin``) ---
+
+    def queues(self) -> Sequence[QueueState]:
+        """Each queue's broker depths, running tasks, dead letters and rates."""
+        return self._do(queues_call())
+
+    def dead_letters(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        reason: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> DeadLetterPage:
+        """One page of dead letters, newest first; reading them moves nothing."""
+        filters = {"queue": queue, "type": type, "reason": reason, "since": since}
+        return self._do(dead_page_call(filters, limit, cursor))
+
+    def dead_letter(self, letter_id: str) -> DeadLetter:
+        """One dead letter with its payload and headers."""
+        return self._do(dead_letter_call(letter_id))
+
+    def replay(
+        self, ids: Sequence[str] | None = None, *, filter: dict[str, Any] | None = None
+    ) -> int:
+        """Re-publish dead letters (ids, or a filter) as their next attempt; how many."""
+        return self._do(act_call("replay", ids, filter))
+
+    def discard(
+        self, ids: Sequence[str] | None = None, *, filter: dict[str, Any] | None = None
+    ) -> int:
+        """Delete dead letters (ids, or a filter) for good; how many."""
+        return self._do(act_call("discard", ids, filter))
 
     def _do(self, call: Call[T], *, stream: bool = False) -> T:
         """Send ``call`` under the retry policy; its answer, read by the call."""

@@ -1,0 +1,89 @@
+"""What ``warren queues`` and ``warren dead`` share: the gateway's address and key, one HTTP
+session, a table and a progress bar.
+
+Like ``warren tasks``, they speak only HTTP to the gateway (any replica), so they need
+neither the broker nor the store. Exit status: 0 done, 1 the API said no, 2 the gateway
+could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import httpx
+
+
+class ApiError(Exception):
+    """The gateway answered with a problem (its ``detail``, or its title)."""
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)")
+    parser.add_argument("--json", action="store_true", help="print the answers as JSON")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("WARREN_API_TOKEN"),
+        help="API key token sent as Bearer (default: $WARREN_API_TOKEN)",
+    )
+
+
+def base_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    from warren.service.settings import Settings
+
+    settings = Settings()
+    return f"http://{settings.http_host}:{settings.http_port}"
+
+
+def session(args: argparse.Namespace, base: str) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    return httpx.Client(base_url=base, headers=headers, timeout=60.0)
+
+
+def call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """The JSON answer of one request; ``ApiError`` for a problem."""
+    response = http.request(method, path, **kwargs)
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+            text = problem.get("detail") or problem.get("title") or response.reason_phrase
+        except ValueError:
+            text = response.text[:200]
+        raise ApiError(f"{response.status_code}: {text}")
+    return response.json()
+
+
+def guarded(run: Any, args: argparse.Namespace, base: str, out: TextIO) -> int:
+    """``run(http, args, out)`` with the CLI's exit statuses."""
+    try:
+        with session(args, base) as http:
+            return int(run(http, args, out))
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:
+        print(f"error: cannot reach the gateway at {base}: {exc}", file=sys.stderr)
+        return 2
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        for line in [headers, *rows]
+    )
+
+
+def progress(done: int, total: int, out: TextIO, width: int = 30) -> None:
+    """A one-line bar, redrawn in place (``\\r``), ended once complete."""
+    filled = width * done // total if total else width
+    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        out.write("\n")
+    out.flush()
