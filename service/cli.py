@@ -8,18 +8,15 @@ run consumers, so the gateway never loads a handler.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from warren.service import dead_cli, keys_cli, loops, queues_cli, tasks_cli, topology
+from warren.service import dead_cli, keys_cli, loops, queues_cli, tasks_cli, topology_cli
 from warren.service.apps import App, load_app
-from warren.service.connections import connect
 from warren.service.errors import ConfigurationError
 from warren.service.logs import setup_logging
 from warren.service.refusals import (
@@ -30,6 +27,7 @@ from warren.service.refusals import (
     store_refusal,
 )
 from warren.service.settings import Settings
+from warren.service.settings_cli import cmd_settings
 from warren.service.supervisor import run_until_signal
 from warren.service.telemetry import shutdown_telemetry
 
@@ -123,64 +121,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(settings, app, args.port)
 
 
-async def _apply(settings: Settings, queues: tuple[str, ...]) -> None:
-    connection = await connect(settings, "topology", within=settings.connect_timeout_seconds)
-    async with connection:
-        channel = await connection.channel()
-        # Always for real: this is the deploy step that least-privilege users rely on.
-        await topology.declare(channel, topology.build(settings, queues, passive=False))
-
-
-def _permissions(args: argparse.Namespace, names: topology.Names, known: tuple[str, ...]) -> None:
-    """``warren topology permissions``: the least a role's broker user needs."""
-    queues = args.queue or (known if args.role == "consumer" else [])
-    if unknown := set(queues) - set(known):
-        raise SystemExit(f"unknown queues: {', '.join(sorted(unknown))}")
-    user = args.user or f"{names.namespace}-{args.role}" + (
-        f"-{'-'.join(args.queue)}" if args.role == "consumer" and args.queue else ""
-    )
-    p = topology.permissions(names, args.role, queues)
-    if args.format == "json":
-        entry = {"user": user, "vhost": args.vhost, **vars(p)}
-        print(json.dumps({"permissions": [entry]}, indent=2))
-    else:
-        quoted = " ".join(shlex.quote(x) for x in (user, p.configure, p.write, p.read))
-        print(f"rabbitmqctl set_permissions -p {shlex.quote(args.vhost)} {quoted}")
-
-
 def cmd_topology(args: argparse.Namespace) -> int:
     settings, app = app_settings(args)
-    shape = topology.build(settings, app.catalog.queues)
-    if args.action == "export":
-        print(json.dumps(shape.to_definitions(args.vhost), indent=2))
-    elif args.action == "permissions":
-        _permissions(args, shape.names, app.catalog.queues)
-    else:
-        loops.run(_apply(settings, app.catalog.queues))
-        print(
-            f"declared {len(shape.exchanges)} exchanges, {len(shape.queues)} queues, "
-            f"{len(shape.bindings)} bindings under {settings.namespace}."
-        )
-    return 0
-
-
-def settings_markdown() -> str:
-    """The README's configuration table, generated from the settings model."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = (
-            ""
-            if default is None
-            else ("(secret)" if "secret" in name else json.dumps(default, default=str))
-        )
-        rows.append(f"| `WARREN_{name.upper()}` | `{shown}` | {field.description} |")
-    return "\n".join(rows)
-
-
-def cmd_settings(args: argparse.Namespace) -> int:
-    print(settings_markdown() if args.markdown else Settings().model_dump_json(indent=2))
-    return 0
+    return topology_cli.run(args, settings, app.catalog.queues)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -190,40 +133,68 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+DESCRIPTION = """Warren: an asynchronous task pipeline on RabbitMQ.
+
+Run the HTTP gateway, the consumers of an app's queues, or both at once on a
+laptop (dev); declare or delete the broker topology; submit and follow tasks;
+make API keys. Settings come from WARREN_* variables (see: warren settings).
+Options may be given before or after the command's name."""
+
+
+def _common() -> argparse.ArgumentParser:
+    """``--app``, accepted wherever a user types it (``warren --app m dev``, ``warren dev
+    --app m``): SUPPRESS keeps a later level from resetting what an earlier one set."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--app", default=argparse.SUPPRESS, help=APP_HELP)
+    return common
+
+
 def parser() -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = OneLineParser(prog="warren", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("gateway", help="run the HTTP gateway")
-    g.add_argument("--host")
-    g.add_argument("--port", type=int)
+    common = _common()
+    p: argparse.ArgumentParser = OneLineParser(
+        prog="warren",
+        description=DESCRIPTION,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="COMMAND --help tells more"
+    )
+    g = sub.add_parser("gateway", parents=[common], help="run the HTTP gateway")
+    g.add_argument("--host", help="address to listen on (default: WARREN_HTTP_HOST)")
+    g.add_argument("--port", type=int, help="port to listen on (default: WARREN_HTTP_PORT)")
     g.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     g.set_defaults(func=cmd_gateway)
-    c = sub.add_parser("consume", help="run a consumer of one queue")
+    c = sub.add_parser("consume", parents=[common], help="run a consumer of one queue")
     c.add_argument("--queue", required=True, help="the queue to consume (one of the app's)")
-    c.add_argument("--concurrency", type=int)
+    c.add_argument(
+        "--concurrency", type=int, help="tasks run at once (default: WARREN_CONSUMER_CONCURRENCY)"
+    )
     c.add_argument("--health-port", type=int, help="port of /healthz, /readyz, /metrics; 0 = off")
     c.set_defaults(func=cmd_consume)
-    d = sub.add_parser("dev", help="gateway + one consumer per queue, for a laptop")
-    d.add_argument("--port", type=int)
+    d = sub.add_parser(
+        "dev", parents=[common], help="gateway + one consumer per queue, for a laptop"
+    )
+    d.add_argument("--port", type=int, help="the gateway's port (default: WARREN_HTTP_PORT)")
     d.set_defaults(func=cmd_dev)
-    t = sub.add_parser("topology", help="declare or export exchanges, queues and bindings")
-    t.add_argument("action", choices=["apply", "export", "permissions"])
-    t.add_argument("--vhost", default="/", help="vhost written into exported definitions")
-    t.add_argument("--role", choices=["gateway", "consumer", "deploy"], default="deploy")
-    t.add_argument("--queue", action="append", help="permissions: a consumer's queue (repeat)")
-    t.add_argument("--user", help="permissions: the broker user (default <namespace>-<role>)")
-    t.add_argument("--format", choices=["rabbitmqctl", "json"], default="rabbitmqctl")
-    t.set_defaults(func=cmd_topology)
-    for needs_app in (g, c, d, t):
-        needs_app.add_argument("--app", help=APP_HELP)
+    topology_cli.add_parser(sub, common).set_defaults(func=cmd_topology)
     tasks_cli.add_parser(sub)  # `warren tasks submit|get|list|watch|cancel`, over the HTTP API
     keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
     queues_cli.add_parser(sub)  # `warren queues [--watch S]`, over the HTTP API
     dead_cli.add_parser(sub)  # `warren dead list|show|replay|discard`, over the HTTP API
-    b = sub.add_parser("bench", help="benchmarks: consumer | gateway | e2e (MODE --help)")
-    b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="MODE ...")
+    b = sub.add_parser(
+        "bench", help="benchmarks: warren bench consumer|gateway|e2e [--help | options]"
+    )
+    b.add_argument(
+        "bench_args",
+        nargs=argparse.REMAINDER,
+        metavar="MODE ...",
+        help="the benchmark (consumer, gateway or e2e) and its options; MODE --help lists them",
+    )
     b.set_defaults(func=cmd_bench)
-    s = sub.add_parser("settings", help="print the effective settings")
+    s = sub.add_parser(
+        "settings", parents=[common], help="print the effective settings, secrets masked"
+    )
     s.add_argument("--markdown", action="store_true", help="the README's configuration table")
     s.set_defaults(func=cmd_settings)
     return p

@@ -31,25 +31,29 @@ FILTERS = ("queue", "type", "reason", "since")
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = sub.add_parser("dead", help="browse, replay or discard dead letters")
     add_connection_options(d)
-    actions = d.add_subparsers(dest="action", required=True)
+    actions = d.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="ACTION --help tells more"
+    )
     ls = actions.add_parser("list", help="dead letters, newest first")
     _add_filters(ls)
-    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--limit", type=int, default=20, help="dead letters per page (default: 20)")
     ls.add_argument("--cursor", help="next_cursor of an earlier page")
     show = actions.add_parser("show", help="one dead letter with its payload")
-    show.add_argument("id")
+    show.add_argument("id", help="the dead task's id")
     for name, verb in (("replay", "re-publish as attempt n+1"), ("discard", "delete for good")):
         act = actions.add_parser(name, help=f"{verb}: ids, or a filter")
         act.add_argument("ids", nargs="*", help="task ids")
         _add_filters(act)
         act.add_argument("--all", action="store_true", help="every dead letter")
         act.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for action in actions.choices.values():
+        add_connection_options(action, defaults=False)
     d.set_defaults(func=cmd_dead)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue")
-    parser.add_argument("--type")
+    parser.add_argument("--queue", help="a queue, e.g. email")
+    parser.add_argument("--type", help="a task type, e.g. email.send")
     parser.add_argument("--reason", help="e.g. attempts-exhausted, permanent")
     parser.add_argument("--since", help="ISO 8601 time with offset")
 

@@ -23,7 +23,7 @@ from warren.service.settings import Settings
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("keys", help="make API keys for the gateway")
-    actions = k.add_subparsers(dest="action", required=True)
+    actions = k.add_subparsers(dest="action", required=True, metavar="ACTION", help="new")
     new = actions.add_parser("new", help="a new key: prints its token once, and its entry")
     new.add_argument("--id", required=True, help="the client's name (letters, digits, . and -)")
     new.add_argument("--scopes", required=True, help=f"comma-separated, of {', '.join(SCOPES)}")

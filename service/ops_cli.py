@@ -21,12 +21,25 @@ class ApiError(Exception):
     """The gateway answered with a problem (its ``detail``, or its title)."""
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)")
-    parser.add_argument("--json", action="store_true", help="print the answers as JSON")
+def add_connection_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """``--url``, ``--json``, ``--token``. Added again to each action with ``defaults=False``
+    (SUPPRESS), so they go before or after the action and a later copy never resets an
+    earlier value (``warren dead --json list`` and ``warren dead list --json``)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(None),
+        help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print the answers as JSON"
+    )
     parser.add_argument(
         "--token",
-        default=os.environ.get("WARREN_API_TOKEN"),
+        default=default(os.environ.get("WARREN_API_TOKEN")),
         help="API key token sent as Bearer (default: $WARREN_API_TOKEN)",
     )
 

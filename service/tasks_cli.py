@@ -37,36 +37,70 @@ CLI_RETRY = RetryPolicy(attempts=3, budget_seconds=15.0)
 """A person waits less than a program: three tries at most."""
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    t = sub.add_parser("tasks", help="submit, get, list, watch or cancel tasks through the API")
-    t.add_argument("--url", help="gateway base URL (default: http://WARREN_HTTP_HOST:PORT)")
-    t.add_argument("--json", action="store_true", help="print the answers as JSON")
-    t.add_argument(
+def _shared(defaults: bool) -> argparse.ArgumentParser:
+    """``--url``, ``--json``, ``--token``: accepted before the action (``warren tasks --json
+    list``) and after it (``warren tasks list --json``). The copy after the action has no
+    defaults (SUPPRESS), so it never resets a value given before it."""
+    shared = argparse.ArgumentParser(add_help=False)
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    shared.add_argument(
+        "--url",
+        default=default(None),
+        help="gateway base URL (default: http://WARREN_HTTP_HOST:WARREN_HTTP_PORT)",
+    )
+    shared.add_argument(
+        "--json", action="store_true", default=default(False), help="print the answers as JSON"
+    )
+    shared.add_argument(
         "--token",
-        default=os.environ.get("WARREN_API_TOKEN"),
+        default=default(os.environ.get("WARREN_API_TOKEN")),
         help="API key token sent as Bearer (default: $WARREN_API_TOKEN)",
     )
-    actions = t.add_subparsers(dest="action", required=True)
-    _add_submit(actions)
-    get = actions.add_parser("get", help="one task, with its attempts")
-    get.add_argument("id")
-    get.add_argument("--wait", type=float, default=0, help="wait up to S seconds for its end")
-    ls = actions.add_parser("list", help="tasks, newest first")
+    return shared
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    t = sub.add_parser(
+        "tasks",
+        parents=[_shared(defaults=True)],
+        help="submit, get, list, watch or cancel tasks through the API",
+    )
+    after = [_shared(defaults=False)]
+    actions = t.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="ACTION --help tells more"
+    )
+    _add_submit(actions, after)
+    get = actions.add_parser("get", parents=after, help="one task, with its attempts")
+    get.add_argument("id", help="the task's id")
+    get.add_argument(
+        "--wait", type=float, default=0, metavar="S", help="wait up to S seconds for its end"
+    )
+    ls = actions.add_parser("list", parents=after, help="tasks, newest first")
     ls.add_argument("--status", help="e.g. dead, or running,retrying")
-    ls.add_argument("--type")
-    ls.add_argument("--queue")
+    ls.add_argument("--type", help="a task type, e.g. diag.echo")
+    ls.add_argument("--queue", help="a queue, e.g. diag")
     ls.add_argument("--since", help="ISO 8601 time with offset")
-    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--limit", type=int, default=20, help="tasks per page (default: 20)")
     ls.add_argument("--cursor", help="next_cursor of an earlier page")
-    watch = actions.add_parser("watch", help="print each state change until the task ends")
-    watch.add_argument("id")
-    cancel = actions.add_parser("cancel", help="cancel a task that has not finished")
-    cancel.add_argument("id")
+    watch = actions.add_parser(
+        "watch", parents=after, help="print each state change until the task ends"
+    )
+    watch.add_argument("id", help="the task's id")
+    cancel = actions.add_parser("cancel", parents=after, help="cancel a task not finished yet")
+    cancel.add_argument("id", help="the task's id")
     t.set_defaults(func=cmd_tasks)
 
 
-def _add_submit(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    submit = actions.add_parser("submit", help="submit a task; with --wait, wait for its end")
+def _add_submit(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
+    submit = actions.add_parser(
+        "submit", parents=parents, help="submit a task; with --wait, wait for its end"
+    )
     submit.add_argument("type", nargs="?", help="task type, e.g. diag.echo")
     submit.add_argument(
         "--batch",
@@ -86,7 +120,7 @@ def _add_submit(actions: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="wait for the task's end (at most S seconds) and print its record",
     )
     submit.add_argument("--idempotency-key", metavar="K", help="resubmitting with K is safe")
-    submit.add_argument("--max-attempts", type=int, metavar="N")
+    submit.add_argument("--max-attempts", type=int, metavar="N", help="attempts before dead")
     submit.add_argument("--timeout-seconds", type=float, metavar="S", help="of one attempt")
     submit.add_argument("--priority", type=int, metavar="P", help="0 to 9")
 

@@ -23,10 +23,11 @@ from tests.support import queue_counts
 from warren.consumers.registry import Registry, handles
 from warren.consumers.runner import Consumer
 from warren.service import topology
-from warren.service.cli import main, settings_markdown
+from warren.service.cli import main
 from warren.service.contracts import TaskContract
 from warren.service.errors import ConfigurationError
 from warren.service.settings import Settings
+from warren.service.settings_cli import settings_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
