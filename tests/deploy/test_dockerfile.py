@@ -130,10 +130,14 @@ def test_image_environment_and_ports_are_warren_settings() -> None:
 
 
 def ci_install_spec() -> list[str]:
-    """The arguments of CI's ``pip install`` (scripts/_venv.sh)."""
+    """The arguments of CI's ``pip install``: scripts/_venv.sh's line, with the extras that
+    scripts/test (what CI runs) hands it."""
     script = (REPO / "scripts" / "_venv.sh").read_text()
     [line] = [ln for ln in script.splitlines() if "pip install" in ln and "--upgrade pip" not in ln]
-    words = shlex.split(line)
+    [ci_extras] = re.findall(
+        r"_venv\.sh\" ([\w,-]+)$", (REPO / "scripts" / "test").read_text(), re.M
+    )
+    words = shlex.split(line.replace("$extras", ci_extras).split("|")[0])
     return words[words.index("install") + 1 :]
 
 
