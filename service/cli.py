@@ -35,15 +35,27 @@ log = logging.getLogger("warren")
 APP_HELP = "the app: module[:attribute] holding a warren.App (default: WARREN_APP; none: diag.*)"
 
 
-async def serve_gateway(settings: Settings, warren_app: App) -> None:
+ACCESS_FORMAT = '%a "%r" %s %bB %Tfs'
+
+
+async def serve_gateway(settings: Settings, warren_app: App, access_log: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, with or without the broker (it links up in the
     background); a signal during start-up stops at once, a broker refusing us for good
-    stops the gateway with that error."""
+    stops the gateway with that error.
+
+    ``access_log``: a line per request (``warren dev`` asks for it). Off by default: it
+    costs the hot path a log record per request, and a deployment has its proxy's."""
     from warren.service.http.app import create_app
     from warren.service.http.keys import BROKER
 
     app = create_app(settings, warren_app.catalog)
-    runner = web.AppRunner(app, access_log=None)
+    runner = (
+        web.AppRunner(
+            app, access_log=logging.getLogger("warren.access"), access_log_format=ACCESS_FORMAT
+        )
+        if access_log
+        else web.AppRunner(app, access_log=None)
+    )
     try:
         await run_until_signal(_start_site(runner, settings), "the gateway", app[BROKER].failed)
     finally:
@@ -88,7 +100,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
         return supervise(settings)  # starts `gateway --worker N` processes
     try:
-        loops.run(serve_gateway(settings, app))
+        loops.run(serve_gateway(settings, app, access_log=args.access_log))
     finally:
         shutdown_telemetry()
     return 0
@@ -118,7 +130,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from warren.service.dev import run_dev
 
     settings, app = app_settings(args)
-    return run_dev(settings, app, args.port)
+    return run_dev(settings, app, args.port, args.mail_port)
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
@@ -163,6 +175,11 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gateway", parents=[common], help="run the HTTP gateway")
     g.add_argument("--host", help="address to listen on (default: WARREN_HTTP_HOST)")
     g.add_argument("--port", type=int, help="port to listen on (default: WARREN_HTTP_PORT)")
+    g.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (warren dev turns it on; off by default for speed)",
+    )
     g.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     g.set_defaults(func=cmd_gateway)
     c = sub.add_parser("consume", parents=[common], help="run a consumer of one queue")
@@ -176,6 +193,12 @@ def parser() -> argparse.ArgumentParser:
         "dev", parents=[common], help="gateway + one consumer per queue, for a laptop"
     )
     d.add_argument("--port", type=int, help="the gateway's port (default: WARREN_HTTP_PORT)")
+    d.add_argument(
+        "--mail-port",
+        type=int,
+        default=1025,
+        help="port of the mail catcher, where the example app sends mail (0: none; default 1025)",
+    )
     d.set_defaults(func=cmd_dev)
     topology_cli.add_parser(sub, common).set_defaults(func=cmd_topology)
     tasks_cli.add_parser(sub)  # `warren tasks submit|get|list|watch|cancel`, over the HTTP API

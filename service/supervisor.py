@@ -30,10 +30,11 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 log = logging.getLogger("warren")
 
@@ -144,6 +145,46 @@ def stop_all(children: Sequence[Child], grace: float) -> list[int]:
     return [child.popen.returncode for child in children]
 
 
+# Bold ANSI colours, one per child in turn (a terminal only).
+COLOURS = ("36", "33", "35", "32", "34", "31")
+
+
+class Prefixer:
+    """Lines of several processes on one stream, each prefixed by its writer's name (in its
+    own colour on a terminal): what ``warren dev`` shows. One lock, whole lines, so the
+    lines of two children never interleave."""
+
+    def __init__(self, out: TextIO, width: int = 8) -> None:
+        self.out = out
+        self.width = width
+        self.colour = out.isatty()
+        self._lock = threading.Lock()
+        self._colours: dict[str, str] = {}
+
+    def say(self, name: str, line: str) -> None:
+        """One line (or a block of lines), each prefixed with ``name``."""
+        colour = self._colours.setdefault(name, COLOURS[len(self._colours) % len(COLOURS)])
+        label = f"{name:<{self.width}} |"
+        if self.colour:
+            label = f"\x1b[1;{colour}m{label}\x1b[0m"
+        text = "".join(f"{label} {part}\n" for part in line.rstrip("\n").split("\n"))
+        with self._lock:
+            self.out.write(text)
+            self.out.flush()
+
+    def follow(self, name: str, stream: IO[bytes]) -> threading.Thread:
+        """Copy ``stream`` (a child's stdout and stderr) line by line until it ends."""
+
+        def copy() -> None:
+            with stream:
+                for raw in iter(stream.readline, b""):
+                    self.say(name, raw.decode(errors="replace"))
+
+        thread = threading.Thread(target=copy, name=f"output of {name}", daemon=True)
+        thread.start()
+        return thread
+
+
 class Supervisor:
     """Children run as one service until a signal (exit status 0) or one exits (status 1).
 
@@ -152,9 +193,18 @@ class Supervisor:
     on exit, any child still alive (only if supervising raised) is killed.
     """
 
-    def __init__(self, grace: float, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        grace: float,
+        env: Mapping[str, str] | None = None,
+        output: Prefixer | None = None,
+    ) -> None:
+        """``output``: the children's stdout and stderr go there, line by line, prefixed
+        by their name; None: they write to ours directly."""
         self.grace = grace
         self.env = env
+        self.output = output
+        self._readers: list[threading.Thread] = []
         self.children: list[Child] = []
         self.signalled = False
         self._previous: dict[signal.Signals, Any] = {}
@@ -181,7 +231,19 @@ class Supervisor:
         for name, argv in commands.items():
             if self.signalled:
                 return
-            self.children.append(Child(argv, name=name, env=self.env, die_with_parent=True))
+            if self.output is None:
+                self.children.append(Child(argv, name=name, env=self.env, die_with_parent=True))
+                continue
+            # A pipe of our own (not Popen's): it is read to its end, after the child is reaped.
+            read, write = os.pipe()
+            try:
+                child = Child(
+                    argv, name=name, env=self.env, die_with_parent=True, stdout=write, stderr=write
+                )
+            finally:
+                os.close(write)
+            self.children.append(child)
+            self._readers.append(self.output.follow(name, os.fdopen(read, "rb")))
 
     def wait(self) -> int:
         """Until a signal or a child's own exit; then stop them all. The exit status.
@@ -196,6 +258,8 @@ class Supervisor:
         for child in failed:
             log.error("%s exited (%s): stopping the others", child, child.returncode)
         codes = stop_all(self.children, self.grace)
+        for reader in self._readers:  # the children's last lines, before ours
+            reader.join(timeout=1)
         clean = all(code in (0, -signal.SIGTERM) for code in codes)
         return 0 if self.signalled and not failed and clean else 1
 
