@@ -132,6 +132,11 @@ async def refusal(settings: Settings, *args: str, **overrides: Any) -> str:
         (["gateway"], {"broker_url": f"{BROKER_URL}nope"}, "vhost (the URL's path) in WARREN_"),
         (["gateway"], {"store_url": "postgresql://127.0.0.1:1/x"}, "check WARREN_STORE_URL"),
         (["consume", "--queue", "nope"], {}, "no task type uses queue 'nope'; the app's queues:"),
+        (
+            ["consume", "--queue", "webhooks"],
+            {"DEMO_WEBHOOK_SIGNING_SECRET": "change-me"},
+            "DEMO_WEBHOOK_SIGNING_SECRET is the known default 'change-me'",
+        ),
         (["consume", "--queue", "diag"], {"broker_consumer_timeout_seconds": 10}, "WARREN_BROKER_"),
     ],
 )

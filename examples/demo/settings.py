@@ -7,10 +7,14 @@ never reach a handler.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KNOWN_DEFAULT_SECRET = "change-me"
+"""Public (it is in this file): receivers would trust webhooks anyone can sign."""
 
 
 class DemoSettings(BaseSettings):
@@ -25,7 +29,7 @@ class DemoSettings(BaseSettings):
     )
     smtp_timeout_seconds: float = Field(10.0, gt=0, description="SMTP connect/command timeout.")
     webhook_signing_secret: SecretStr = Field(
-        SecretStr("change-me"),
+        SecretStr(KNOWN_DEFAULT_SECRET),
         description="HMAC-SHA256 key that signs `webhook.deliver` requests.",
     )
     webhook_timeout_seconds: float = Field(
@@ -39,3 +43,19 @@ class DemoSettings(BaseSettings):
     media_max_source_bytes: int = Field(
         20_000_000, ge=1, description="Largest image `media.thumbnail` downloads or reads."
     )
+
+
+class ConsumerSettings(DemoSettings):
+    """The settings the app's consumers run with: as ``DemoSettings``, but the known default
+    webhook secret is refused outside ``warren dev`` (which sets ``WARREN_DEV=1`` for its
+    children). A consumer then exits at start-up with one line, exit status 2."""
+
+    @model_validator(mode="after")
+    def _no_known_secret(self) -> ConsumerSettings:
+        known = self.webhook_signing_secret.get_secret_value() == KNOWN_DEFAULT_SECRET
+        if known and os.environ.get("WARREN_DEV") != "1":
+            raise ValueError(
+                f"DEMO_WEBHOOK_SIGNING_SECRET is the known default {KNOWN_DEFAULT_SECRET!r}, "
+                "which anyone can sign webhooks with: set a secret of your own"
+            )
+        return self

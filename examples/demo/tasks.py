@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, Field
 
 import warren
-from examples.demo.settings import DemoSettings
+from examples.demo.settings import ConsumerSettings
 
 EMAIL_ADDRESS = r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$"
 
@@ -72,5 +72,5 @@ app = warren.App(
         "examples.demo.handlers.webhook",
         "examples.demo.handlers.media",
     ],
-    settings=DemoSettings,
+    settings=ConsumerSettings,
 )

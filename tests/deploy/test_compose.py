@@ -42,7 +42,7 @@ WARREN_IMAGE = "warren:local"
 # Credentials compose.yaml may contain: the local defaults of each image, nothing else.
 LOCAL_DEFAULTS = {
     "broker password": "guest",
-    "DEMO_WEBHOOK_SIGNING_SECRET": "change-me",
+    "DEMO_WEBHOOK_SIGNING_SECRET": "compose-laptop-only",
     "POSTGRES_PASSWORD": "warren",
     # The gateway's key is the dev-only one whose token the README prints (`warren dev`'s).
     "WARREN_API_KEYS": json.dumps([entry(DEV_KEY)]),
@@ -278,4 +278,5 @@ def test_no_credentials_beyond_the_local_defaults() -> None:
 
 def test_every_setting_default_left_in_place_is_a_local_default() -> None:
     """Sanity of the comparison above: the settings default secret is not a real secret."""
-    assert DemoSettings().webhook_signing_secret.get_secret_value() == "change-me"
+    default = DemoSettings.model_fields["webhook_signing_secret"].default
+    assert default.get_secret_value() == "change-me"  # refused by consumers outside dev
