@@ -32,6 +32,7 @@ from warren.client import Client, ConnectionFailed, ProblemError, RetryPolicy, W
 from warren.client._core import MAX_WAIT_SECONDS
 from warren.client.models import Attempt, Status, TaskAccepted, TaskRecord
 from warren.service.tasks_batch import BatchFileError, submit_batch
+from warren.service.terminal import table, waiting
 
 CLI_RETRY = RetryPolicy(attempts=3, budget_seconds=15.0)
 """A person waits less than a program: three tries at most."""
@@ -189,22 +190,27 @@ def _submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     # Submit and wait in one request for the first minute at most, then long-poll the rest.
     wait, started = max(0.0, args.wait), time.monotonic()
-    answer = client.submit(args.type, args.payload, wait=min(wait, MAX_WAIT_SECONDS), **options)
-    if isinstance(answer, TaskRecord):
-        record = answer
-    else:
-        left = None if math.isinf(wait) else max(0.0, wait - (time.monotonic() - started))
-        record = client.wait(answer.id, timeout=left)
-    out.write(_dumps(record) if args.json else describe(record))
+    with waiting(f"waiting for the end of a {args.type} task"):
+        answer = client.submit(args.type, args.payload, wait=min(wait, MAX_WAIT_SECONDS), **options)
+        if isinstance(answer, TaskRecord):
+            record = answer
+        else:
+            left = None if math.isinf(wait) else max(0.0, wait - (time.monotonic() - started))
+            record = client.wait(answer.id, timeout=left)
+    out.write(_dumps(record) if args.json else describe(record, out.isatty()))
     return 0 if record.status is Status.SUCCEEDED else 1
 
 
 def _get(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     try:
-        record = client.wait(args.id, timeout=args.wait) if args.wait else client.get(args.id)
+        if args.wait:
+            with waiting(f"waiting for {args.id} to end"):
+                record = client.wait(args.id, timeout=args.wait)
+        else:
+            record = client.get(args.id)
     except WaitTimeout as exc:  # not final yet: show where it is
         record = exc.record
-    out.write(_dumps(record) if args.json else describe(record))
+    out.write(_dumps(record) if args.json else describe(record, out.isatty()))
     return 0
 
 
@@ -215,7 +221,8 @@ def _list(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         out.write(_dumps(page))
         return 0
     rows = [_list_row(r) for r in page.items]
-    out.write(table(["ID", "TYPE", "QUEUE", "STATUS", "ATTEMPT", "CREATED", "FINISHED"], rows))
+    headers = ["ID", "TYPE", "QUEUE", "STATUS", "ATTEMPT", "CREATED", "FINISHED"]
+    out.write(table(headers, rows, out.isatty()))
     if page.next_cursor:
         out.write(f"\nmore: --cursor {page.next_cursor}\n")
     return 0
@@ -258,18 +265,6 @@ COMMANDS: dict[str, Command] = {
 # --- formatting ---------------------------------------------------------------------
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart."""
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = [headers, *rows]
-    return "".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
-        for line in lines
-    )
-
-
 def _fields(fields: Sequence[tuple[str, str]]) -> str:
     return "".join(f"{name:<11} {value}\n" for name, value in fields)
 
@@ -290,7 +285,7 @@ def describe_accepted(accepted: TaskAccepted) -> str:
     )
 
 
-def describe(record: TaskRecord) -> str:
+def describe(record: TaskRecord, terminal: bool = False) -> str:
     """One task: its fields, then its attempts."""
     status = record.status.value
     if record.cancel_requested_at and status != Status.CANCELLED:
@@ -314,7 +309,7 @@ def describe(record: TaskRecord) -> str:
     text = _fields(fields)
     if record.attempts:
         headers = ["#", "STARTED", "FINISHED", "OUTCOME", "ERROR"]
-        text += "\n" + table(headers, [_attempt_row(a) for a in record.attempts])
+        text += "\n" + table(headers, [_attempt_row(a) for a in record.attempts], terminal)
     return text
 
 

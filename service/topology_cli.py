@@ -17,6 +17,7 @@ from typing import TextIO
 from warren.service import loops, topology
 from warren.service.connections import connect
 from warren.service.settings import Settings
+from warren.service.terminal import waiting
 
 Confirm = Callable[[str], bool]
 
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace, settings: Settings, queues: tuple[str, ...]) -
     elif args.action == "delete":
         return delete(settings, queues, yes=args.yes, confirm=ask, out=sys.stdout)
     else:
-        loops.run(_apply(settings, queues))
+        with waiting(f"declaring the topology of namespace {settings.namespace}"):
+            loops.run(_apply(settings, queues))
         print(
             f"declared {len(shape.exchanges)} exchanges, {len(shape.queues)} queues, "
             f"{len(shape.bindings)} bindings under {settings.namespace}."
@@ -91,7 +93,8 @@ def delete(
     if not yes and not confirm(question):
         print("not deleted (confirm, or pass --yes)", file=out)
         return 1
-    loops.run(_delete(settings, shape))
+    with waiting(f"deleting {what} of namespace {settings.namespace}"):
+        loops.run(_delete(settings, shape))
     print(f"deleted {what} of namespace {settings.namespace}.", file=out)
     return 0
 
