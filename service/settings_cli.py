@@ -1,8 +1,8 @@
 """``warren settings``: the effective settings, with every secret masked.
 
 Settings are pasted into issues, chats and CI logs; a password or a key hash
-printed there is leaked. So the broker's and the store's URL lose their
-password, API key entries keep their id and scopes but not their hash, and
+printed there is leaked. So every URL (the broker's, the store's, the OTLP
+endpoint's) loses its password, API key entries keep their id and scopes but not their hash, and
 any ``SecretStr`` (Warren's or the app's own settings) prints as stars.
 """
 
@@ -20,7 +20,6 @@ from warren.service.apps import load_app
 from warren.service.settings import Settings
 
 MASK = "********"
-_URL_FIELDS = ("broker_url", "store_url")
 
 
 def mask_url(url: str) -> str:
@@ -56,7 +55,7 @@ def masked(settings: BaseSettings) -> dict[str, Any]:
         raw = getattr(settings, name)
         if isinstance(raw, SecretStr):
             values[name] = MASK if raw.get_secret_value() else ""
-        elif name in _URL_FIELDS and isinstance(raw, str):
+        elif isinstance(raw, str) and "://" in raw:  # broker, store, OTLP endpoint, …
             values[name] = mask_url(raw)
         elif name == "api_keys" and isinstance(raw, str):
             values[name] = _mask_keys(raw)

@@ -124,12 +124,13 @@ def test_settings_mask_every_secret(
     monkeypatch.setenv("WARREN_BROKER_URL", "amqp://shop:broker-pw@rabbit:5672/")
     monkeypatch.setenv("WARREN_STORE_URL", "postgresql://shop:store-pw@pg/warren")
     monkeypatch.setenv("WARREN_API_KEYS", json.dumps(keys))
+    monkeypatch.setenv("WARREN_OTEL_ENDPOINT", "https://otel:otel-pw@collector:4318")
     monkeypatch.setenv("DEMO_WEBHOOK_SIGNING_SECRET", "signing-pw")
     from warren.service.cli import main
 
     assert main(["settings", "--app", "examples.demo.tasks"]) == 0
     text = capsys.readouterr().out
-    for secret in ("broker-pw", "store-pw", "a" * 64, "signing-pw"):
+    for secret in ("broker-pw", "store-pw", "otel-pw", "a" * 64, "signing-pw"):
         assert secret not in text
     shown = json.loads(text)
     assert shown["warren"]["broker_url"] == "amqp://shop:********@rabbit:5672/"
