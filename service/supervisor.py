@@ -145,8 +145,8 @@ def stop_all(children: Sequence[Child], grace: float) -> list[int]:
     return [child.popen.returncode for child in children]
 
 
-# Bold ANSI colours, one per child in turn (a terminal only).
-COLOURS = ("36", "33", "35", "32", "34", "31")
+# Bold ANSI colours, one per child in turn (a terminal only); no red, which reads as an error.
+COLOURS = ("36", "33", "35", "32", "34", "94", "96", "93")
 
 
 class Prefixer:
