@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KNOWN_DEFAULT_SECRET = "change-me"
@@ -50,12 +50,15 @@ class ConsumerSettings(DemoSettings):
     webhook secret is refused outside ``warren dev`` (which sets ``WARREN_DEV=1`` for its
     children). A consumer then exits at start-up with one line, exit status 2."""
 
-    @model_validator(mode="after")
-    def _no_known_secret(self) -> ConsumerSettings:
-        known = self.webhook_signing_secret.get_secret_value() == KNOWN_DEFAULT_SECRET
-        if known and os.environ.get("WARREN_DEV") != "1":
+    @field_validator("webhook_signing_secret")
+    @classmethod
+    def _not_the_known_default(cls, secret: SecretStr) -> SecretStr:
+        if (
+            secret.get_secret_value() == KNOWN_DEFAULT_SECRET
+            and os.environ.get("WARREN_DEV") != "1"
+        ):
             raise ValueError(
                 f"DEMO_WEBHOOK_SIGNING_SECRET is the known default {KNOWN_DEFAULT_SECRET!r}, "
                 "which anyone can sign webhooks with: set a secret of your own"
             )
-        return self
+        return secret
