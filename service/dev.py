@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 
 from warren.service.apps import App
 from warren.service.http.auth import DEV_KEY, DEV_TOKEN
@@ -43,7 +44,7 @@ def run_dev(settings: Settings, app: App, port: int | None, mail_port: int | Non
     """
     out = Prefixer(sys.stdout)
     keyed = _use_dev_key(settings)
-    _laptop_environment(settings, os.environ, terminal=sys.stdout.isatty())
+    laptop_environment(settings, os.environ, terminal=sys.stdout.isatty())
     _log_through(out)
     commands = _commands(settings, app, port)
     with catching(MAIL_HOST, mail_port or 0, lambda m: out.say("mail", m)) as mail:
@@ -87,7 +88,7 @@ def _commands(settings: Settings, app: App, port: int | None) -> dict[str, list[
     return commands
 
 
-def _laptop_environment(settings: Settings, env: os._Environ[str], terminal: bool) -> None:
+def laptop_environment(settings: Settings, env: MutableMapping[str, str], terminal: bool) -> None:
     """What the children inherit: the app, text logs on a terminal (unless a format was
     asked for), private networks allowed (unless set), the dev mark."""
     if settings.app:

@@ -30,7 +30,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     new.add_argument("--types", help="task types it may submit, comma-separated (default: all)")
     new.add_argument("--rate", type=float, help="its requests/s (overrides the setting)")
     new.add_argument("--burst", type=int, help="its burst (overrides the setting)")
-    new.add_argument("--app", help="the app whose task types --types names (default: WARREN_APP)")
+    new.add_argument(
+        "--app",
+        default=argparse.SUPPRESS,  # so that `warren --app m keys new` keeps m
+        help="the app whose task types --types names (default: WARREN_APP)",
+    )
     k.set_defaults(func=cmd_keys)
 
 
@@ -40,7 +44,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def new_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     types = _split(args.types) if args.types else None
-    known = load_app(args.app or Settings().app).catalog
+    known = load_app(getattr(args, "app", None) or Settings().app).catalog
     if types is not None and (unknown := set(types) - set(known)):
         print(f"error: unknown task types {sorted(unknown)}; known: {sorted(known)}", file=err)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from asyncio.subprocess import PIPE
@@ -17,7 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from tests.processes import settings_env
 from warren.service import topology
 from warren.service.cli import parser
+from warren.service.dev import laptop_environment
 from warren.service.settings import Settings
+from warren.service.supervisor import Prefixer
 
 
 def run_parse(line: str) -> argparse.Namespace:
@@ -51,7 +54,16 @@ def test_an_option_after_the_action_does_not_reset_one_before_it() -> None:
     assert run_parse("tasks list").json is False
 
 
-@pytest.mark.parametrize("line", ["--app m dev", "dev --app m", "--app x topology export --app m"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--app m dev",
+        "dev --app m",
+        "--app x topology export --app m",
+        "--app m keys new --id a --scopes read",
+        "keys new --app m --id a --scopes read",
+    ],
+)
 def test_app_before_or_after_the_command(line: str) -> None:
     assert run_parse(line).app == "m"
 
@@ -137,3 +149,30 @@ def test_settings_mask_every_secret(
     assert shown["warren"]["store_url"] == "postgresql://shop:********@pg/warren"
     assert shown["warren"]["api_keys"][0]["id"] == "shop"
     assert shown["app"]["webhook_signing_secret"] == "********"
+
+
+def test_dev_gives_its_children_alaptop_environment() -> None:
+    """Text logs on a terminal only, and never over a format asked for; private networks
+    allowed unless set; the dev mark."""
+    settings = Settings(app="m")
+    on_terminal: dict[str, str] = {}
+    laptop_environment(settings, on_terminal, terminal=True)
+    assert on_terminal == {
+        "WARREN_APP": "m",
+        "WARREN_LOG_FORMAT": "text",
+        "WARREN_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+        "WARREN_DEV": "1",
+    }
+    piped = {"WARREN_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "false"}
+    laptop_environment(settings, piped, terminal=False)
+    assert "WARREN_LOG_FORMAT" not in piped  # JSON, the default
+    assert piped["WARREN_OUTBOUND_ALLOW_PRIVATE_NETWORKS"] == "false"
+    asked = {"WARREN_LOG_FORMAT": "json"}
+    laptop_environment(settings, asked, terminal=True)
+    assert asked["WARREN_LOG_FORMAT"] == "json"
+
+
+def test_prefixed_lines_off_a_terminal_are_plain() -> None:
+    out = io.StringIO()
+    Prefixer(out).say("gateway", "one\ntwo\n")
+    assert out.getvalue() == "gateway  | one\ngateway  | two\n"
