@@ -23,7 +23,7 @@ if [ "$extras" != "$have" ]; then
   echo "warren: installing Warren[$extras] into .venv, a dot per package:" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
   # pip's errors go to stderr as they are; pipefail keeps its exit status.
-  .venv/bin/python -m pip install -e ".[$extras]" | awk '/^Collecting/ { printf "."; fflush() }
+  .venv/bin/python -m pip install -e ".[$extras]" | awk '/^(Collecting|Processing|Obtaining) / { printf "."; fflush() }
     END { print "" }' >&2
   printf '%s\n%s\n' "$want" "$extras" > "$stamp"
   echo "warren: installed; the commands are in .venv/bin (warren, and with dev: pytest, ruff, mypy)" >&2
