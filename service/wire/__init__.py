@@ -4,8 +4,11 @@
   ``to_message`` / ``from_delivery``;
 * ``dead``: a dead letter, the delivery as it came plus why it is dead;
 * ``events``: a lifecycle event, the store's ``Change`` encoded
-  (``task_change`` builds one from an envelope, ``event_message`` encodes it,
-  ``decode_event`` reads it back);
+  (``task_change`` builds one from an envelope, ``encode_event`` encodes it,
+  ``decode_event`` reads one back);
+* ``batches``: many events of one routing key in one message, as consumers
+  publish them (``event_batch``; ``decode_events`` and ``event_objects`` read
+  batches and single events alike);
 * ``control``: commands from the gateway to every consumer (cancellations).
 
 Other modules build no message body, header or property of their own, and
@@ -16,6 +19,13 @@ the delivery type a consumer gets; publishing itself is
 ``warren.service.amqp``'s business.
 """
 
+from warren.service.wire.batches import (
+    DecodedEvents,
+    decode_events,
+    event_batch,
+    event_objects,
+    events_in,
+)
 from warren.service.wire.control import ControlMessage, cancel_message, parse_control, sync_message
 from warren.service.wire.dead import dead_letter_message
 from warren.service.wire.envelope import (
@@ -28,6 +38,7 @@ from warren.service.wire.envelope import (
 from warren.service.wire.events import (
     EventMessage,
     decode_event,
+    encode_event,
     event_message,
     event_task_id,
     task_change,
@@ -36,6 +47,7 @@ from warren.service.wire.events import (
 __all__ = [
     "CONTENT_TYPE",
     "ControlMessage",
+    "DecodedEvents",
     "Envelope",
     "EventMessage",
     "bounded",
@@ -44,8 +56,13 @@ __all__ = [
     "clean_tracestate",
     "dead_letter_message",
     "decode_event",
+    "decode_events",
+    "encode_event",
+    "event_batch",
     "event_message",
+    "event_objects",
     "event_task_id",
+    "events_in",
     "parse_control",
     "sync_message",
     "task_change",

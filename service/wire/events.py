@@ -1,13 +1,17 @@
 """Lifecycle events: the store's model of a change (``Change``) on the wire, and back.
 
-Consumers publish one per state change of a task (confirmed, persistent) to
-``<ns>.events`` with routing key ``<queue>.<status>``, before the delivery is
-acked, so a crash can only duplicate an event, never lose one. ``message_id``
-is ``<task id>.<attempt>.<status>`` (``Change.dedup_key``): readers
-deduplicate on it. The recorder decodes every event back into the ``Change``
-it was built from: there is no second shape of an event to keep in step.
+There is one per state change of a task, confirmed and persistent on
+``<ns>.events`` with routing key ``<queue>.<status>`` before the delivery is
+acked, so a crash can only duplicate an event, never lose one. Consumers send
+them in batches, many events of one routing key per message
+(``warren.service.wire.batches``); a message of one event alone (this module's
+``event_message``, the format of consumers before batches) has ``message_id``
+``<task id>.<attempt>.<status>`` (``Change.dedup_key``). Readers deduplicate
+on that key, read from the event itself. The recorder decodes every event back
+into the ``Change`` it was built from: there is no second shape of an event to
+keep in step.
 
-The body is a JSON object: ``task_id``, ``type``, ``queue``, ``status``,
+An event is a JSON object: ``task_id``, ``type``, ``queue``, ``status``,
 ``attempt``, ``max_attempts``, ``at``, ``trace_id``, ``worker``,
 ``redelivered``, ``created_at`` and ``submitter`` (from the envelope: any
 single event rebuilds a whole record, owner included, should the gateway's
@@ -97,10 +101,15 @@ def task_change(
     )
 
 
+def encode_event(change: Change) -> bytes:
+    """The JSON object of one event: a message of its own, or one element of a batch."""
+    return orjson.dumps(_event_json(change), default=str)
+
+
 def event_message(change: Change) -> EventMessage:
-    """``change`` as the event consumers publish."""
+    """``change`` as a message of its own (consumers publish batches: ``event_batch``)."""
     return EventMessage(
-        orjson.dumps(_event_json(change), default=str),
+        encode_event(change),
         spec.Basic.Properties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,

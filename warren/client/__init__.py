@@ -18,8 +18,9 @@
 Methods: ``submit`` (``wait=S``: submit and wait in one request), ``submit_batch``
 (a list of ``Submission``), ``get``, ``wait``, ``result``, ``cancel``, ``list_page``,
 ``list`` and ``events``; answers are the models of ``warren.client.models``.
-For
-operators: ``queues``, ``dead_letters``, ``dead_letter``, ``replay`` and ``discard``.
+For operators: ``queues``, ``dead_letters``, ``dead_letter``, ``replay`` and ``discard``.
+A reader bound to the broker's events exchange instead decodes each message
+with ``lifecycle_events(body, headers)`` (batches and single events alike).
 
 Failures are exceptions of ``warren.client.errors``: every error answer of the
 gateway is a ``ProblemError`` subclass by status (``NotFound``, ``ValidationFailed``,
@@ -56,6 +57,7 @@ from warren.client.errors import (
     WaitTimeout,
     WarrenError,
 )
+from warren.client.lifecycle import lifecycle_events
 from warren.client.models import Attempt, Status, TaskAccepted, TaskPage, TaskRecord
 from warren.client.sync import Client
 
@@ -87,4 +89,5 @@ __all__ = [
     "ValidationFailed",
     "WaitTimeout",
     "WarrenError",
+    "lifecycle_events",
 ]
