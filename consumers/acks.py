@@ -55,6 +55,7 @@ class Acks:
     def __init__(self) -> None:
         self._lanes: dict[object, _Lane] = {}
         self._flush: asyncio.Future[None] | None = None
+        self.frames = 0  # ack frames sent: what the coalescing saves the broker shows here
 
     def track(self, delivery: AbstractIncomingMessage) -> None:
         """Call on arrival, before anything can settle it."""
@@ -85,6 +86,7 @@ class Acks:
         for lane in list(self._lanes.values()):
             for delivery, multiple in lane.take():
                 try:
+                    self.frames += 1
                     await delivery.ack(multiple=multiple)
                 except ACK_ERRORS as exc:
                     log.warning("ack failed (%r); the broker will redeliver", exc)

@@ -86,6 +86,8 @@ PEERS = {
     ),
 }
 ALL = (*PEERS, "warren")
+# What ``warren bench consumer`` says a task cost, shown beside Warren's rate.
+WARREN_COSTS = ("cpu_ms_per_task", "event_msgs_per_task", "ack_frames_per_task")
 
 
 def peer_env(url: str, queue: str) -> dict[str, str]:
@@ -149,8 +151,10 @@ def warren_once(n: int, processes: int, concurrency: int) -> dict[str, float]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"warren bench failed:\n{done.stderr[-3000:]}")
-    rows = {r["name"]: r["value"] for r in json.loads(done.stdout)["rows"]}
-    return {"rate": rows["warren"], "raw": rows["raw"]}
+    rows = {r["name"]: r for r in json.loads(done.stdout)["rows"]}
+    warren = rows["warren"]
+    costs = {k: float(v) for k, v in warren["extra"].items() if k in WARREN_COSTS}
+    return {"rate": warren["value"], "raw": rows["raw"]["value"], **costs}
 
 
 def peer_versions() -> dict[str, str]:
@@ -205,13 +209,7 @@ def summarise(report: Report, samples: dict[str, list[dict[str, float]]]) -> Non
             Row("raw aio-pika (ceiling)", "drain", "tasks/s", [s["raw"] for s in warren])
         )
     for name, runs in samples.items():
-        row = Row(name, "drain", "tasks/s", [s["rate"] for s in runs])
-        if name in PEERS:
-            row.extra = {"enqueue_per_s": Row("", "", "", [s["enqueue"] for s in runs]).value}
-            if any(s["left"] for s in runs):
-                row.extra["left"] = max(s["left"] for s in runs)
-            report.notes.append(f"{name}: {PEERS[name].setup}")
-        report.rows.append(row)
+        report.rows.append(_row(report, name, runs))
     rows = {r.name: r for r in report.rows}
     if (ceiling := rows.get("raw aio-pika (ceiling)")) is not None:
         for row in report.rows:
@@ -224,6 +222,23 @@ def summarise(report: Report, samples: dict[str, list[dict[str, float]]]) -> Non
         report.targets.append(
             Target("warren / raw aio-pika", rows["warren"].ratio or 0, 0.70, ">=")
         )
+
+
+def _row(report: Report, name: str, runs: list[dict[str, float]]) -> Row:
+    """One system's drain; Warren's with what a task cost it, a peer's with its enqueue rate."""
+    row = Row(name, "drain", "tasks/s", [s["rate"] for s in runs])
+    if name == "warren":
+        row.extra = _medians(runs, WARREN_COSTS)
+    if name in PEERS:
+        row.extra = {"enqueue_per_s": _medians(runs, ["enqueue"])["enqueue"]}
+        if any(s["left"] for s in runs):
+            row.extra["left"] = max(s["left"] for s in runs)
+        report.notes.append(f"{name}: {PEERS[name].setup}")
+    return row
+
+
+def _medians(runs: list[dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    return {k: Row("", "", "", [s.get(k, float("nan")) for s in runs]).value for k in keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,15 +8,20 @@ Variants, interleaved repeat by repeat so that background load hits them alike:
   succeeded event (and a running event for a task still running after
   ``running_event_delay_seconds``, which no-op tasks never are), then ack;
   default tracing (sampled at 100 %, no exporter). Done when all N succeeded
-  events are on the broker (the ack follows their confirm at once), counted in
-  an exclusive, in-memory queue of the benchmark's: the recorder queue's own
-  count mixes in however many running events there were.
+  *events* are on the broker (the ack follows their confirm at once), counted
+  on an exclusive, in-memory queue of the benchmark's bound to every event:
+  a message of a batch counts as the events it carries.
 * ``warren-notrace`` — tracing sampled at 0 % (and tasks arriving unsampled).
 * ``warren-otlp`` — tracing sampled at 100 % and exported over OTLP/HTTP to a
   local sink: the tracing cost the issue asks for.
 * ``warren-recorder`` — ``warren`` plus a gateway whose recorder writes every
   event into the task store (SQLite): how far the store falls behind at full
   load, and what the recorder costs the drain.
+
+Besides the rate, each Warren row says what a task cost over the drain window
+(``warren.service.bench.drain``): consumer CPU, event messages (each one
+publish, one confirm and one persistent enqueue), persistent enqueues counted
+by the broker in the recorder queue, and ack frames.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import aiohttp
 
 from warren.service.bench.broker import echo_envelope
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from warren.service.bench.drain import CpuClock, EventCounter, ack_frames, broker_work_targets
 from warren.service.bench.procs import Proc, free_port, stop_all, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
@@ -65,6 +71,15 @@ class Spec:
     timeout: float
 
 
+@dataclass
+class Drain:
+    """One run's own state: its label (for log files) and the benchmark's event counter."""
+
+    run: BenchRun
+    counter: EventCounter
+    label: str = ""
+
+
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
@@ -75,10 +90,13 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     samples: dict[str, list[Sample]] = {v: [] for v in variants}
     async with bench_run(keep_logs=args.keep_logs) as run_:
         sink = await _start_sink(run_) if "warren-otlp" in variants else None
+        drain = Drain(run_, EventCounter())
+        await drain.counter.start(run_.broker, run_.names)
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
-                sample = await _once(run_, variant, spec, sink)
+                drain.label = f"{variant}-{repeat}"
+                sample = await _once(drain, variant, spec, sink)
                 samples[variant].append(sample)
                 progress.finish(f"{variant} {sample.rate:,.0f} tasks/s")
         progress.close()
@@ -87,20 +105,10 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     return report
 
 
-async def _once(run_: BenchRun, variant: str, spec: Spec, sink: str | None) -> Sample:
+async def _once(drain: Drain, variant: str, spec: Spec, sink: str | None) -> Sample:
     if variant == "raw":
-        return await _raw_once(run_, spec)
-    return await _warren_once(run_, variant, spec, sink)
-
-
-async def _counting_queue(run_: BenchRun) -> str:
-    """A queue of every ``succeeded`` event: exclusive, so in memory, cheap for the broker."""
-    name = f"{run_.settings.namespace}.bench.succeeded"
-    if name not in run_.extra_queues:
-        queue = await run_.broker.channel.declare_queue(name, exclusive=True)
-        await queue.bind(run_.names.events_exchange, f"{QUEUE}.succeeded")
-        run_.extra_queues.append(name)
-    return name
+        return await _raw_once(drain.run, spec)
+    return await _warren_once(drain, variant, spec, sink)
 
 
 async def _start_sink(run_: BenchRun) -> str:
@@ -136,6 +144,8 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
         for i in range(spec.processes)
     ]
     window = await wait_consumers(run_.broker, queue, spec.processes, procs)
+    cpu = CpuClock([p.pid for p in procs])
+    cpu.start()
 
     async def empty() -> bool:
         return (await run_.broker.state(queue)).ready == 0
@@ -143,18 +153,20 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
     await wait_until(empty, procs, spec.timeout, f"{queue} drained")
     # Ready 0: the last deliveries are in prefetch buffers; let them be acked, then ask.
     await asyncio.sleep(SETTLE_SECONDS)
+    cpu.stop()
     for proc in procs:
         proc.terminate()  # they print their report and exit
     reports = [await p.report_async(timeout=10) for p in procs]
     acked = sum(r["acked"] for r in reports)
     end = max(r["last"] for r in reports)
-    return Sample(window.tasks / (end - window.start), {"acked": float(acked)})
+    extra = {"acked": float(acked), "cpu_ms_per_task": 1000 * cpu.seconds / max(window.tasks, 1)}
+    return Sample(window.tasks / (end - window.start), extra)
 
 
-async def _warren_once(run_: BenchRun, variant: str, spec: Spec, sink: str | None) -> Sample:
+async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None) -> Sample:
+    run_, counter = drain.run, drain.counter
     names = run_.names
     work, recorder = names.work_queue(QUEUE), names.recorder_queue
-    counting = await _counting_queue(run_)
     overrides: dict[str, Any] = {}
     if variant == "warren-notrace":
         overrides["otel_sampling_ratio"] = 0.0
@@ -163,26 +175,41 @@ async def _warren_once(run_: BenchRun, variant: str, spec: Spec, sink: str | Non
     gateway: Proc | None = None
     if variant == "warren-recorder":
         gateway, base = await _start_gateway(run_, overrides)
-    await run_.broker.purge(work, recorder, counting)
+    await run_.broker.purge(work, recorder)
     envelopes = [echo_envelope(variant != "warren-notrace") for _ in range(spec.tasks)]
     await run_.broker.prefill(names.work_exchange, QUEUE, envelopes)
-    procs = _start_consumers(run_, spec, overrides)
+    counter.reset()
+    procs = _start_consumers(drain, spec, overrides)
     watched = [*procs, *([gateway] if gateway else [])]
     window = await wait_consumers(run_.broker, work, spec.processes, watched)
+    cpu, messages = CpuClock([p.pid for p in procs]), counter.messages
+    done_before = counter.events["succeeded"]  # taken while the other consumers registered
+    cpu.start()
     backlog = _Backlog()
 
     async def done() -> bool:
         if gateway is not None:
             backlog.sample((await run_.broker.state(recorder)).ready)
-        return (await run_.broker.state(counting)).ready >= spec.tasks
+        return counter.events["succeeded"] >= spec.tasks
 
     end = await wait_until(done, watched, spec.timeout, f"{spec.tasks} tasks succeeded")
+    cpu.stop()
     sample = Sample(window.tasks / (end - window.start))
+    per_task = 1 / max(counter.events["succeeded"] - done_before, 1)  # tasks done in the window
+    sample.extra = {
+        "cpu_ms_per_task": 1000 * cpu.seconds * per_task,
+        "events_per_task": sum(counter.events.values()) / spec.tasks,
+        "event_msgs_per_task": (counter.messages - messages) * per_task,
+    }
     if gateway is not None:
         lag = await _store_lag(base, [e.id for e in envelopes[-STORE_PROBES:]], end, spec.timeout)
-        sample.extra = {"store_lag_s": lag, "max_backlog": float(backlog.max)}
+        sample.extra |= {"store_lag_s": lag, "max_backlog": float(backlog.max)}
         gateway.stop()
+    else:  # nobody consumes the recorder queue: the broker's own count of persistent enqueues
+        enqueued = (await run_.broker.state(recorder)).ready
+        sample.extra["enqueues_per_task"] = enqueued / spec.tasks
     stop_all(procs)
+    sample.extra["ack_frames_per_task"] = ack_frames([p.log_path for p in procs]) / spec.tasks
     left = (await run_.broker.state(work)).ready
     if left:
         raise RuntimeError(f"{left} tasks were left unacked after the drain")
@@ -199,11 +226,15 @@ class _Backlog:
         self.max = max(self.max, ready)
 
 
-def _start_consumers(run_: BenchRun, spec: Spec, overrides: dict[str, Any]) -> list[Proc]:
+def _start_consumers(drain: Drain, spec: Spec, overrides: dict[str, Any]) -> list[Proc]:
+    """K ``warren consume`` processes, each logging to a file of this run's own."""
+    run_ = drain.run
     env = warren_env(run_.settings, **overrides)
     args = ["consume", "--queue", QUEUE, "--concurrency", str(spec.concurrency)]
     return [
-        run_.start(Proc.warren([*args, "--health-port", "0"], run_.log(f"consume-{i}"), env))
+        run_.start(
+            Proc.warren([*args, "--health-port", "0"], run_.log(f"consume-{drain.label}-{i}"), env)
+        )
         for i in range(spec.processes)
     ]
 
@@ -255,3 +286,5 @@ def _summarise(report: Report, samples: dict[str, list[Sample]]) -> None:
         report.notes.append(
             f"tracing sampled but not exported costs {1 - warren.value / off.value:.1%}"
         )
+    if warren is not None:
+        report.targets += broker_work_targets(warren.extra)

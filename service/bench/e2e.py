@@ -24,7 +24,7 @@ from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wai
 from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, percentile
-from warren.service.wire import event_task_id
+from warren.service.wire import event_objects
 
 QUEUE = "diag"
 
@@ -47,7 +47,9 @@ class Succeeded:
     at: dict[str, float] = field(default_factory=dict)
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
-        self.at.setdefault(event_task_id(message.message_id), time.time())
+        now = time.time()
+        for event in event_objects(message.body, message.headers):  # a batch: many tasks
+            self.at.setdefault(event["task_id"], now)
 
     def between(self, start: float, end: float) -> int:
         return sum(1 for t in self.at.values() if start <= t < end)

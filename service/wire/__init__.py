@@ -40,7 +40,6 @@ from warren.service.wire.events import (
     decode_event,
     encode_event,
     event_message,
-    event_task_id,
     task_change,
 )
 
@@ -61,7 +60,6 @@ __all__ = [
     "event_batch",
     "event_message",
     "event_objects",
-    "event_task_id",
     "events_in",
     "parse_control",
     "sync_message",

@@ -154,8 +154,3 @@ def decode_event(body: bytes) -> Change:
         return Change.model_validate_json(body)
     except ValidationError as exc:
         raise DecodeError("malformed-event", str(exc)) from None
-
-
-def event_task_id(message_id: str | None) -> str:
-    """The task an event is about, from its ``message_id`` alone (no body to parse)."""
-    return (message_id or "").split(".", 1)[0]

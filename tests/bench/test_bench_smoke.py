@@ -46,12 +46,23 @@ def sane(value: float) -> bool:
 
 
 async def test_consumer_mode(connection: AbstractRobustConnection) -> None:
-    report = await bench("consumer", "-n", "40", "-p", "1", "--variants", "raw,warren-recorder")
+    report = await bench(
+        "consumer", "-n", "40", "-p", "1", "--variants", "raw,warren,warren-recorder"
+    )
     rows = {r.name: r for r in report.rows}
-    assert set(rows) == {"raw", "warren-recorder"}
+    assert set(rows) == {"raw", "warren", "warren-recorder"}
     assert all(sane(r.value) and r.unit == "tasks/s" for r in rows.values())
     assert rows["raw"].extra["acked"] == 40
     assert rows["warren-recorder"].extra["store_lag_s"] >= 0
+    # Events are counted as events, whatever their packing: one `succeeded` per no-op task.
+    warren = rows["warren"].extra
+    assert warren["events_per_task"] == 1.0
+    assert 0 < warren["enqueues_per_task"] <= 1.0 and 0 < warren["ack_frames_per_task"] <= 1.0
+    assert sane(warren["cpu_ms_per_task"]) and sane(rows["raw"].extra["cpu_ms_per_task"])
+    assert {t.name for t in report.targets} >= {
+        "ack frames per task",
+        "event publishes (= confirms) per task",
+    }
     assert report.environment["rabbitmq"]
     json.dumps(report.to_json())
     await assert_cleaned_up(connection, report)
