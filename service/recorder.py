@@ -6,9 +6,12 @@ blocked publishing connection never stalls its acks), consuming the durable
 while no gateway runs wait there. The gateway's own ``queued`` write joins
 the same batches (``submitted``), so the 202 path does no database round trip.
 
-Batching follows the load: one write is in flight at a time, and
-everything that arrived meanwhile (up to ``recorder_batch_size``) goes into
-the next one. Idle, an event is written at once; under load (more arrived
+A message is a batch of events (``warren.service.wire.batches``; one event
+alone from consumers older than batches), decoded with one validation call and
+written whole in one transaction, then acked: never before every change in it
+is written. Batching follows the load: one write is in flight at a time, and
+every message that arrived meanwhile (up to ``recorder_batch_size`` changes)
+goes into the next one. Idle, an event is written at once; under load (more arrived
 during a write), the next batch also waits ``LINGER_SECONDS``, so batches grow
 and the per-event cost falls. Deliveries are acked only after their batch
 committed (a crash re-delivers them; merging is idempotent), and with one
@@ -37,12 +40,11 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from warren.service import topology
 from warren.service.background import Background
-from warren.service.errors import DecodeError
 from warren.service.settings import Settings
 from warren.service.store import Change, TaskRecord, TaskStore
 from warren.service.store.db import StoreUnavailable
 from warren.service.store.merge import merge_all
-from warren.service.wire import decode_event
+from warren.service.wire import decode_events
 
 log = logging.getLogger(__name__)
 WRITER, PRUNER = "recorder-writer", "recorder-pruner"
@@ -56,8 +58,13 @@ LINGER_SECONDS = 0.025
 
 @dataclass(frozen=True, slots=True)
 class _Item:
+    """One message of the recorder queue (a batch of events, or one), or the gateway's write.
+
+    Written whole, in one transaction, and acked after it: never split across two.
+    """
+
     delivery: AbstractIncomingMessage | None  # None: the gateway's own write
-    change: Change | None  # None: a malformed event, acked and dropped
+    changes: Sequence[Change]  # its valid events (empty: all malformed, acked and dropped)
 
 
 @dataclass
@@ -107,7 +114,7 @@ class Recorder:
 
     def submitted(self, change: Change) -> None:
         """The gateway's ``queued`` write, joined to the next batch (no round trip now)."""
-        self._pending.append(_Item(None, change))
+        self._pending.append(_Item(None, (change,)))
         self._unflushed.setdefault(change.task_id, []).append(change)
         self._arrived.set()
 
@@ -120,13 +127,17 @@ class Recorder:
         return list(self._unflushed.get(task_id, ()))
 
     async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
-        try:
-            change: Change | None = decode_event(delivery.body)
-        except DecodeError as exc:
-            self.stats.malformed += 1
-            log.warning("recorder: dropping malformed event %s: %s", delivery.message_id, exc)
-            change = None
-        self._pending.append(_Item(delivery, change))
+        """A batch of events (one validation call) or a single event, queued for the writer."""
+        decoded = decode_events(delivery.body, delivery.headers)
+        if decoded.errors:
+            self.stats.malformed += len(decoded.errors)
+            log.warning(
+                "recorder: dropping %d malformed events of %s: %s",
+                len(decoded.errors),
+                delivery.message_id,
+                decoded.errors[0],
+            )
+        self._pending.append(_Item(delivery, decoded.changes))
         self._arrived.set()
 
     async def _write_forever(self) -> None:
@@ -135,17 +146,28 @@ class Recorder:
             await self._arrived.wait()
             self._arrived.clear()
             while self._pending:
-                batch = self._pending[: self._batch_size]
-                del self._pending[: len(batch)]
+                batch = self._take()
                 try:
                     await self._write(batch)
                 except BaseException:
                     self._pending[:0] = batch  # the restarted writer takes them again
                     raise
-                if 0 < len(self._pending) < self._batch_size and not self._closing:
+                if 0 < _count(self._pending) < self._batch_size and not self._closing:
                     await asyncio.sleep(LINGER_SECONDS)
             if self._closing:
                 return
+
+    def _take(self) -> list[_Item]:
+        """The next write: whole messages from the head of the queue, up to
+        ``recorder_batch_size`` changes (one message larger than that goes alone)."""
+        taken, changes = 0, 0
+        for item in self._pending:
+            if taken and changes + len(item.changes) > self._batch_size:
+                break
+            taken, changes = taken + 1, changes + len(item.changes)
+        batch = self._pending[:taken]
+        del self._pending[:taken]
+        return batch
 
     async def _write(self, batch: list[_Item]) -> None:
         """Apply one batch (retried while the database is unavailable), then ack it.
@@ -275,10 +297,15 @@ def _deduplicated(batch: Sequence[_Item]) -> list[Change]:
     seen: set[str] = set()
     changes: list[Change] = []
     for item in batch:
-        if item.change is not None and item.change.dedup_key not in seen:
-            seen.add(item.change.dedup_key)
-            changes.append(item.change)
+        for change in item.changes:
+            if change.dedup_key not in seen:
+                seen.add(change.dedup_key)
+                changes.append(change)
     return changes
+
+
+def _count(items: Sequence[_Item]) -> int:
+    return sum(len(item.changes) for item in items)
 
 
 def _tag(delivery: AbstractIncomingMessage) -> int:

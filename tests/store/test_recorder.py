@@ -54,7 +54,7 @@ async def test_a_batch_waits_out_an_outage_and_only_a_refused_change_is_dropped(
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
     store = FailingStore(outages=2, poison=bad)
     recorder = Recorder(store, make_settings())  # type: ignore[arg-type]
-    await recorder._write([_Item(None, queued(good)), _Item(None, queued(bad))])
+    await recorder._write([_Item(None, (queued(good),)), _Item(None, (queued(bad),))])
     assert store.written == [good]
     assert recorder.stats.events == 2 and recorder.stats.batches == 1
 
