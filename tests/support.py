@@ -17,19 +17,26 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from warren.service.store.model import new_task_id
 from warren.service.topology import Names
-from warren.service.wire import Envelope
+from warren.service.wire import Envelope, event_objects
 
 
 class Events:
-    """Every lifecycle event published under a namespace, in arrival order."""
+    """Every lifecycle event published under a namespace, in arrival order.
+
+    Consumers publish events in batches: each message is read with the one
+    decoding helper, which gives the events of a batch and of a single-event
+    message alike.
+    """
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.messages = 0
         self._changed = asyncio.Condition()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         async with self._changed:
-            self.items.append(orjson.loads(message.body))
+            self.items.extend(event_objects(message.body, message.headers))
+            self.messages += 1
             self._changed.notify_all()
 
     async def wait_for(

@@ -22,8 +22,10 @@ Events are read from a durable queue the test binds to ``<ns>.events`` with
 ``#`` *before* the load: they are persistent and confirmed by the consumer
 before it acks, so they survive the same broker crashes the tasks do. The
 queue is read with acks; a ledger delivery repeated by a fault has the same
-bytes and is counted once, while a task that really ran twice has two events
-with different ``at`` times and is counted twice.
+events and is counted once, while a task that really ran twice has two events
+with different ``at`` times and is counted twice. Consumers publish events in
+batches: every message is read with the one decoding helper
+(``warren.service.wire.event_objects``), batches and single events alike.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import asyncio
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +44,7 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.topology import Names
+from warren.service.wire import event_objects
 
 FINAL = ("succeeded", "dead")
 
@@ -182,12 +185,17 @@ class Ledger:
 
     # --- what ran -----------------------------------------------------------------
 
-    def observe(self, body: bytes) -> None:
-        """One event off the ledger queue; the same bytes twice are one event."""
-        if body in self._seen:
+    def observe(self, body: bytes, headers: Mapping[str, Any] | None) -> None:
+        """One message off the ledger queue: a batch of events, or one event alone."""
+        for event in event_objects(body, headers):
+            self._observe(event)
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        """One event; the same event twice (a batch delivered again) is one event."""
+        identity = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+        if identity in self._seen:
             return
-        self._seen.add(body)
-        event: dict[str, Any] = orjson.loads(body)
+        self._seen.add(identity)
         self.events.append(event)
         if event["status"] == "running":
             self.starts[f"{event['task_id']}.{event['attempt']}"] += 1
@@ -275,7 +283,7 @@ class EventTap:
         changed = asyncio.Event()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            ledger.observe(message.body)
+            ledger.observe(message.body, message.headers)
             await message.ack()
             changed.set()
 
