@@ -24,6 +24,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from warren.consumers.acks import Acks
+from warren.consumers.batcher import EventBatcher
 from warren.consumers.cancellation import Cancellations
 from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
@@ -111,7 +112,8 @@ class Consumer:
         # Before the first delivery: every cancellation broadcast so far (the control stream).
         cancellations = Cancellations(self.settings.cancellation_retention_seconds)
         await cancellations.follow(consuming, publisher, self._topology)
-        self._settler = settler = Settler(self.queue, publisher, self.worker, self._acks)
+        batcher = EventBatcher(publisher, self.settings)  # one per process: group commit
+        self._settler = settler = Settler(self.queue, publisher, self.worker, self._acks, batcher)
         self._processor = processor = DeliveryProcessor(
             self.queue,
             self._handlers,

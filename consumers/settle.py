@@ -2,10 +2,12 @@
 
 Confirmed publishes first, ack last: the retry message, dead letter and
 lifecycle events are all on the broker before the original is acked, so a
-crash in between can only duplicate, never lose. The publishes of one outcome
-go out on one channel after the attempt's ``running`` event, in that order,
-and their confirms are awaited together: one broker round trip per task, not
-one per publish.
+crash in between can only duplicate, never lose. A retry or dead letter is a
+message of its own; lifecycle events go to the process's ``EventBatcher``,
+which publishes the events of many tasks as one message (group commit), and
+the settle waits for the confirm of the batch carrying its outcome. The
+confirms of one outcome are awaited together, and the deliveries of a batch
+are acked together, as one ``multiple`` ack, in the turn its confirm arrives.
 
 ``running`` goes out only once a handler has run for
 ``running_event_delay_seconds`` (at once with 0): most short tasks end sooner
@@ -14,7 +16,7 @@ and publish just their outcome, which carries ``started_at`` instead.
 Under a resource alarm the broker blocks the publishing connection and no
 confirm comes until the alarm clears. Requeueing on the publish timeout would
 run the task again for every timeout the alarm lasts, so instead: a success is
-acked at once (the work is done) and its events stay in the client, confirmed
+acked at once (the work is done) and its events stay in the batcher, confirmed
 after the alarm (lost only if the process ends first); a retry, dead letter or
 cancellation holds its delivery, unacked, until the alarm clears.
 
@@ -37,6 +39,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 
 from warren.consumers.acks import ACK_ERRORS, Acks
+from warren.consumers.batcher import EventBatcher
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
 from warren.consumers.spans import messaging_attributes
 from warren.service.amqp import Publisher
@@ -44,7 +47,7 @@ from warren.service.errors import PublishError
 from warren.service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
 from warren.service.store.model import Status
 from warren.service.telemetry import inject, tracer
-from warren.service.wire import Envelope, dead_letter_message, event_message, task_change
+from warren.service.wire import Envelope, dead_letter_message, task_change
 
 log = logging.getLogger(__name__)
 OUTCOME_LABEL = {
@@ -53,7 +56,7 @@ OUTCOME_LABEL = {
     DeadLetter: "dead",
     Cancelled: "cancelled",
 }
-MAX_DEFERRED = 10_000  # events of acked successes awaiting an alarm's end; beyond, successes wait
+MAX_DEFERRED = 10_000  # events held unconfirmed (an alarm's); beyond, successes wait too
 BLOCK_CHECK_SECONDS = 0.25  # how often a confirm wait looks whether the broker blocked us
 
 Confirms = list[asyncio.Future[None]]
@@ -63,12 +66,13 @@ class Settler:
     """Turns an outcome into confirmed publishes and an ack, for one work queue."""
 
     def __init__(
-        self, queue: str, publisher: Publisher, worker: str, acks: Acks | None = None
+        self, queue: str, publisher: Publisher, worker: str, acks: Acks, batcher: EventBatcher
     ) -> None:
         self.queue = queue
         self._publisher = publisher
         self._worker = worker
-        self._acks = acks or Acks()
+        self._acks = acks
+        self._batcher = batcher
         self._deferred: set[asyncio.Future[None]] = set()
         self._settled = 0
 
@@ -113,16 +117,21 @@ class Settler:
         self._acks.forget(delivery)
 
     async def flush(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for events deferred by an alarm; say how many are lost.
-
-        Then log what this consumer cost the broker (benchmarks read the line).
+        """Wait up to ``timeout`` for events not yet confirmed (an alarm's); say how many
+        are lost. Then log what this consumer cost the broker (benchmarks read the line).
         """
-        if self._deferred:
-            log.info("waiting for %d events deferred by a resource alarm", len(self._deferred))
-            await asyncio.wait(set(self._deferred), timeout=max(timeout, 0.01))
-        if self._deferred:
-            log.error("%d events of acked tasks were never confirmed", len(self._deferred))
-        log.info("settled %d deliveries with %d ack frames", self._settled, self._acks.frames)
+        batcher = self._batcher
+        if batcher.unconfirmed:
+            log.info("waiting for %d events not yet confirmed", batcher.unconfirmed)
+        if lost := await batcher.flush(timeout):
+            log.error("%d events were never confirmed (tasks acked under an alarm)", lost)
+        log.info(
+            "settled %d deliveries with %d ack frames; %d events in %d messages",
+            self._settled,
+            self._acks.frames,
+            batcher.events,
+            batcher.messages,
+        )
 
     async def _finish(
         self,
@@ -180,7 +189,7 @@ class Settler:
         while pending:
             if self._publisher.blocked:
                 _raise_failed(c for c in confirms if c not in pending)
-                if may_defer and len(self._deferred) < MAX_DEFERRED:
+                if may_defer and self._batcher.unconfirmed < MAX_DEFERRED:
                     self._defer(pending)
                     return True
                 await self._publisher.unblocked()  # holds the delivery: no re-run per timeout
@@ -188,7 +197,8 @@ class Settler:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 for confirm in pending:
-                    confirm.cancel()
+                    if not self._batcher.carries(confirm):  # a batch's is shared: left alone
+                        confirm.cancel()
                 raise PublishError(f"no confirm within {self._publisher.timeout}s (unknown)")
             _, pending = await asyncio.wait(pending, timeout=min(remaining, BLOCK_CHECK_SECONDS))
         _raise_failed(confirms)
@@ -200,14 +210,14 @@ class Settler:
                 "the broker blocks publishing (resource alarm): acking successes now, "
                 "their events follow when it clears; retries and dead letters wait"
             )
-        for confirm in pending:
+        for confirm in pending - self._deferred:  # a batch's confirm is shared by many settles
             self._deferred.add(confirm)
             confirm.add_done_callback(self._deferred_done)
 
     def _deferred_done(self, confirm: asyncio.Future[None]) -> None:
         self._deferred.discard(confirm)
         if not confirm.cancelled() and confirm.exception() is not None:
-            log.error("an event of an acked task was lost: %s", confirm.exception())
+            log.error("events of acked tasks were lost: %s", confirm.exception())
         elif not self._deferred:
             log.info("every event deferred by the resource alarm is confirmed")
 
@@ -266,11 +276,12 @@ class Settler:
         started_at: datetime | None = None,
         **details: Any,
     ) -> asyncio.Future[None]:
-        """Publish the event of ``envelope``'s task reaching ``status`` now."""
+        """The event of ``envelope``'s task reaching ``status`` now, into the next batch;
+        the confirm of the message that carries it."""
         change = task_change(
             envelope, status, worker=self._worker, started_at=started_at, **details
         )
-        return self._publisher.send_event(event_message(change))
+        return self._batcher.add(change)
 
     def _confirm_labels(self, outcome: Outcome) -> dict[str, str]:
         names = self._publisher.names
@@ -309,9 +320,9 @@ class RunningEvent:
         return [self._confirm] if self._confirm is not None else []
 
     def cancel(self) -> None:
-        """The attempt was abandoned (shutdown): nothing of it is awaited any more."""
-        for confirm in self.end():
-            confirm.cancel()
+        """The attempt was abandoned (shutdown): no ``running`` from now on, and nothing of
+        it is awaited. One already in a batch still goes out (the confirm is shared)."""
+        self.end()
 
     def _fire(self) -> None:
         self._timer = None

@@ -40,6 +40,22 @@ class ConsumerSettings(BaseSettings):
         "more; for long tasks set it to the concurrency (fair dispatch across processes). "
         "A consumer crash re-runs at most this many.",
     )
+    event_batch_max_events: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description="Most lifecycle events in one event message. A consumer publishes "
+        "the events that became due while its previous batch awaited its confirm as one "
+        "persistent message per routing key (`<queue>.<status>`); larger batches are split.",
+    )
+    event_batch_max_bytes: int = Field(
+        262_144,
+        ge=4096,
+        le=16_777_216,
+        description="Largest body of one event message, in bytes (an event larger than this "
+        "goes alone). Bounds what a reader of the events exchange, and the recorder's "
+        "prefetch, hold per message.",
+    )
     running_event_delay_seconds: float = Field(
         0.05,
         ge=0,

@@ -63,8 +63,9 @@ class GatewaySettings(BaseSettings):
         500,
         ge=1,
         le=10_000,
-        description="Most lifecycle events the gateway's recorder writes in one transaction; "
-        "it holds up to twice this many unacknowledged (its prefetch).",
+        description="Most lifecycle events the gateway's recorder writes in one transaction "
+        "(a batch message larger than that is written alone); it holds up to twice this many "
+        "messages unacknowledged (its prefetch).",
     )
     dead_letter_retention_days: float = Field(
         14.0,

@@ -1,0 +1,147 @@
+"""Group commit of a consumer's lifecycle events: many tasks' events in one confirmed message.
+
+Every event must be on the broker before its delivery is acked. Published one
+by one, each was a persistent message of its own: a disk write, a confirm and
+a delivery to the recorder's queue per task, as much broker work as the task
+itself. The batcher of a process publishes instead:
+
+* at once when no batch is in flight (an idle consumer adds no latency);
+* while one is in flight, events accumulate and go as the next batch when its
+  confirm (or failure) arrives: the slower the broker's disk, the larger the
+  batch, so the broker's work per task falls as the load rises.
+
+A batch is one message per routing key ``<queue>.<status>``
+(``warren.service.wire.batches``), each bounded in events and bytes (a larger
+one is split). The messages of a batch go out in the order of a task's life
+(``running``, then ``retrying``, then outcomes), so a subscriber still sees
+an attempt's ``running`` before its outcome. ``add`` hands back the confirm of
+the message that will carry the event: a future shared by every event in it,
+which callers must never cancel. The settler waits for it before the ack, so
+the guarantee is unchanged: an outcome is durable on the broker before its
+task is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass, field
+
+from warren.service.amqp import Publisher
+from warren.service.settings import ConsumerSettings
+from warren.service.store.merge import PHASE
+from warren.service.store.model import Change
+from warren.service.topology import Names
+from warren.service.wire import encode_event, event_batch
+
+
+@dataclass
+class _Message:
+    """The events of one routing key that will go in one message, and its confirm."""
+
+    key: str
+    phase: int  # where its status falls in a task's life: the order messages go out in
+    confirm: asyncio.Future[None]
+    events: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def fits(self, event: bytes, max_events: int, max_bytes: int) -> bool:
+        if not self.events:
+            return True  # an event larger than the bound goes alone
+        return len(self.events) < max_events and self.size + len(event) + 1 <= max_bytes
+
+
+class EventBatcher:
+    """One per consumer process: ``add`` an event, await what it returns before the ack."""
+
+    def __init__(self, publisher: Publisher, settings: ConsumerSettings) -> None:
+        self._publisher = publisher
+        self._max_events = settings.event_batch_max_events
+        self._max_bytes = settings.event_batch_max_bytes
+        self._shared: set[asyncio.Future[None]] = set()  # confirms handed out, not yet done
+        self._open: dict[str, _Message] = {}  # routing key → the message it fills now
+        self._closed: list[_Message] = []  # full ones, waiting for the next flush
+        self._in_flight = 0  # messages published, not yet confirmed
+        self._scheduled = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.unconfirmed = 0  # events added and not yet confirmed (or failed)
+        self.messages = 0  # messages published: what the broker was asked to store
+        self.events = 0
+
+    def add(self, change: Change) -> asyncio.Future[None]:
+        """Queue ``change`` for the next batch; the future is its message's confirm.
+
+        It fails with ``PublishError`` like a publish; never cancel it (it is shared).
+        """
+        event = encode_event(change)
+        key = Names.event_key(change.queue, change.status.value)
+        message = self._open.get(key)
+        if message is None or not message.fits(event, self._max_events, self._max_bytes):
+            if message is not None:
+                self._closed.append(message)
+            phase = PHASE[change.status]
+            message = self._open[key] = _Message(key, phase, self._shared_future())
+        message.events.append(event)
+        message.size += len(event) + 1
+        self.unconfirmed += 1
+        self._idle.clear()
+        if not self._in_flight and not self._scheduled:
+            # Next loop turn, not now: the other events settled in this turn join the batch.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return message.confirm
+
+    def carries(self, confirm: asyncio.Future[None]) -> bool:
+        """Whether ``confirm`` is one of this batcher's (shared: not to be cancelled)."""
+        return confirm in self._shared
+
+    async def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for every event added to be confirmed; how many were not."""
+        if self.unconfirmed:
+            try:
+                async with asyncio.timeout(max(timeout, 0.01)):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+        return self.unconfirmed
+
+    def _flush(self) -> None:
+        """Publish everything waiting, one message per routing key (and per bound)."""
+        self._scheduled = False
+        messages = sorted([*self._closed, *self._open.values()], key=lambda m: m.phase)
+        self._closed, self._open = [], {}
+        self._in_flight = len(messages)
+        for message in messages:
+            sent = self._publisher.send_event(event_batch(message.key, message.events))
+            sent.add_done_callback(functools.partial(self._confirmed, message))
+        self.messages += len(messages)
+
+    def _shared_future(self) -> asyncio.Future[None]:
+        confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._shared.add(confirm)
+        confirm.add_done_callback(self._done)
+        return confirm
+
+    def _done(self, confirm: asyncio.Future[None]) -> None:
+        self._shared.discard(confirm)
+        if not confirm.cancelled():
+            confirm.exception()  # retrieved: a failure whose settles gave up is no loop error
+
+    def _confirmed(self, message: _Message, sent: asyncio.Future[None]) -> None:
+        self.events += len(message.events)
+        self.unconfirmed -= len(message.events)
+        if not message.confirm.done():
+            if sent.cancelled():
+                message.confirm.cancel()
+            elif (exc := sent.exception()) is not None:
+                message.confirm.set_exception(exc)
+            else:
+                message.confirm.set_result(None)
+        self._in_flight -= 1
+        if self._in_flight:
+            return
+        if self._open or self._closed:
+            self._flush()  # what accumulated meanwhile is the next batch, now
+        elif not self.unconfirmed:
+            self._idle.set()

@@ -1,0 +1,167 @@
+"""Group commit of lifecycle events, on the real broker: batches, acks after confirms, crashes.
+
+What users rely on: an outcome is durable on the broker before its task is
+acked, batches or not. The confirms of event messages are held back here (the
+broker has the message, the consumer is not told yet) to show that no delivery
+of a batch is acked before its confirm, that the next batch is everything that
+became due meanwhile, and that a batch's acks go as one ``multiple`` ack. A
+consumer process killed with SIGKILL while a batch is in flight loses no
+outcome: the broker redelivers, the tasks run again, and the recorder keeps
+one record per task however many events arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from tests.conftest import StartConsumer
+from tests.processes import settings_env, until
+from tests.store.support import Client, status_becomes, submit
+from tests.support import Events, first_attempt, message_count
+from warren.consumers.batcher import EventBatcher
+from warren.consumers.runner import Consumer
+from warren.service.amqp import Publisher
+from warren.service.bench.procs import Proc
+from warren.service.settings import Settings
+from warren.service.topology import Declared, Names
+from warren.service.wire import EventMessage
+
+ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}
+
+
+class HeldConfirms:
+    """Every event message is published as usual; its confirm reaches the consumer only once
+    ``release`` is set: the broker has the batch, the consumer does not know it yet."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.release = asyncio.Event()
+        self.sent = 0
+        original = Publisher.send_event
+
+        def send_event(publisher: Publisher, event: EventMessage) -> asyncio.Future[None]:
+            self.sent += 1
+            return asyncio.ensure_future(self._after(original(publisher, event)))
+
+        monkeypatch.setattr(Publisher, "send_event", send_event)
+
+    async def _after(self, confirm: asyncio.Future[None]) -> None:
+        await confirm
+        await self.release.wait()
+
+
+def batcher_of(consumer: Consumer) -> EventBatcher:
+    assert consumer._settler is not None
+    return consumer._settler._batcher
+
+
+async def publish_echoes(declared: Declared, settings: Settings, count: int) -> list[str]:
+    exchange = declared.exchanges[Names(settings.namespace).work_exchange]
+    ids = []
+    for _ in range(count):
+        envelope = first_attempt("diag.echo", {"message": "hi"})
+        await exchange.publish(envelope.to_message(), routing_key="diag")
+        ids.append(envelope.id)
+    return ids
+
+
+def succeeded(events: Events) -> Counter[str]:
+    return Counter(e["task_id"] for e in events.items if e["status"] == "succeeded")
+
+
+async def test_a_batchs_deliveries_are_acked_only_after_its_confirm_and_together(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    # Given a consumer whose first event batch is on the broker, its confirm not yet here
+    held = HeldConfirms(monkeypatch)
+    only_outcomes = {"running_event_delay_seconds": 1.0, "consumer_prefetch": 32}
+    consumer = await start_consumer("diag", 4, settings_=settings.model_copy(update=only_outcomes))
+    ids = await publish_echoes(declared, settings, 20)
+    batcher = batcher_of(consumer)
+
+    # When all 20 tasks have run
+    await until(lambda: batcher.unconfirmed == 20 and consumer.running == 0, 20, "20 outcomes")
+    # Then none is acked: every delivery is still held, and only the first batch went out
+    assert consumer._acks.frames == 0 and consumer.inflight == 20
+    assert held.sent == 1
+
+    # When the confirm arrives, the 19 outcomes that became due meanwhile go as one batch
+    held.release.set()
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+    assert held.sent == 2 and events.messages == 2
+    # And each batch's deliveries were acked with one multiple ack
+    assert consumer._acks.frames == 2
+    await consumer.stop(grace=1)
+    assert await message_count(channel, Names(settings.namespace).work_queue("diag")) == 0
+
+
+async def test_a_batch_is_split_at_its_bound_and_every_event_still_arrives_once(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    events: Events,
+) -> None:
+    held = HeldConfirms(monkeypatch)
+    bounded = {
+        "event_batch_max_events": 4,
+        "running_event_delay_seconds": 1.0,
+        "consumer_prefetch": 32,
+    }
+    consumer = await start_consumer("diag", 4, settings_=settings.model_copy(update=bounded))
+    ids = await publish_echoes(declared, settings, 20)
+    await until(lambda: batcher_of(consumer).unconfirmed == 20, 20, "20 outcomes")
+
+    held.release.set()
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    assert succeeded(events) == Counter(ids)  # each once
+    assert events.messages == 1 + math.ceil(19 / 4)  # the first batch, then 19 in fours
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["published", "confirmed"])
+async def test_a_consumer_killed_with_a_batch_in_flight_loses_no_outcome(
+    when: str,
+    gateway: Client,
+    start_consumer: StartConsumer,
+    events: Events,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    # Given 12 accepted tasks, taken by a consumer that SIGKILLs itself with its first
+    # batch in flight (just published; or confirmed by the broker but not yet acted on)
+    accepted = {(await submit(gateway, ECHO))["id"] for _ in range(12)}
+    env = settings_env(settings, running_event_delay_seconds=0.05)  # outcomes only
+    argv = [sys.executable, "-m", "tests.batch_crash_consumer", when]
+    crash = Proc(argv, tmp_path / "crash.log", env, pipe=False)
+    try:
+        await until(lambda: not crash.alive(), 30, "the consumer to kill itself")
+        assert crash.popen.returncode == -signal.SIGKILL
+    finally:
+        crash.kill_group()
+
+    # When another consumer takes over
+    await start_consumer("diag")
+
+    # Then every task is recorded succeeded, once: one attempt, whatever came twice
+    for task_id in accepted:
+        record = await status_becomes(gateway, task_id, "succeeded")
+        assert [(a["attempt"], a["outcome"]) for a in record["attempts"]] == [(1, "succeeded")]
+    await events.wait_for(lambda _: set(succeeded(events)) == accepted)
+    # The broker gave the dead consumer's deliveries back, and they ran again
+    assert any(e["redelivered"] for e in events.items if e["status"] == "succeeded")
+    if when == "confirmed":  # the first batch is on the broker: its tasks' outcomes came twice
+        assert max(succeeded(events).values()) == 2
