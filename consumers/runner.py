@@ -5,10 +5,11 @@ Two connections, as RabbitMQ advises: one consumes and acks, one publishes
 resource alarm, only the publishing connection is blocked.
 
 Prefetch (deliveries held unacked) is larger than concurrency (handlers
-running): a delivery whose handler returned waits for its confirms without a
-handler slot, and the next ones are already here when a slot frees. The
-default, twice the concurrency, keeps dispatch fair enough across processes; for long
-tasks set ``consumer_prefetch`` to the concurrency.
+running): a delivery whose handler returned waits for its event batch's
+confirm without a handler slot, and the next ones are already here when a slot
+frees. The default, max(128, 4 * concurrency), keeps a drain of short tasks
+full while confirms are pending; for long tasks set ``consumer_prefetch`` to
+the concurrency (fair dispatch across processes).
 
 Shutdown never loses a task: deliveries are acked only after their outcome is
 published, anything still running when the grace ends is nacked with requeue,

@@ -24,16 +24,23 @@ async def publish_sleeps(declared: Declared, settings: Settings, count: int, ms:
     return ids
 
 
-@pytest.mark.parametrize(("prefetch", "held"), [(None, 4), (3, 3)])
+def test_the_default_prefetch_keeps_a_drain_full_and_grows_with_the_concurrency() -> None:
+    settings = Settings()
+    assert [settings.prefetch_for(c) for c in (1, 16, 32, 64)] == [128, 128, 128, 256]
+    assert settings.model_copy(update={"consumer_prefetch": 16}).prefetch_for(64) == 16
+
+
+@pytest.mark.parametrize(("prefetch", "expected", "held"), [(None, 128, 8), (3, 3, 3)])
 async def test_prefetch_bounds_held_deliveries_and_concurrency_bounds_running_handlers(
     start_consumer: StartConsumer,
     declared: Declared,
     settings: Settings,
     events: Events,
     prefetch: int | None,
+    expected: int,
     held: int,
 ) -> None:
-    # Default prefetch: twice the concurrency; ``consumer_prefetch`` overrides it.
+    # Default prefetch: max(128, 4 * concurrency), so all 8 are held at once; or as set.
     consumer = await start_consumer(
         "diag", concurrency=2, settings_=settings.model_copy(update={"consumer_prefetch": prefetch})
     )
@@ -44,17 +51,19 @@ async def test_prefetch_bounds_held_deliveries_and_concurrency_bounds_running_ha
             peak_held = max(peak_held, consumer.inflight)
             peak_running = max(peak_running, consumer.running)
             await asyncio.sleep(0.01)
-    assert (consumer.prefetch, peak_held, peak_running) == (held, held, 2)
+    assert (consumer.prefetch, peak_held, peak_running) == (expected, held, 2)
 
 
 async def test_two_consumers_share_a_queue_fairly(
     start_consumer: StartConsumer, declared: Declared, settings: Settings, events: Events
 ) -> None:
+    # Long tasks: prefetch = concurrency, as documented, so neither process hoards work.
+    long_tasks = {"consumer_prefetch": 1}
     first = await start_consumer(
-        "diag", concurrency=1, settings_=settings.model_copy(update={"worker_id": "first"})
+        "diag", 1, settings_=settings.model_copy(update={"worker_id": "first", **long_tasks})
     )
     second = await start_consumer(
-        "diag", concurrency=1, settings_=settings.model_copy(update={"worker_id": "second"})
+        "diag", 1, settings_=settings.model_copy(update={"worker_id": "second", **long_tasks})
     )
     assert (first.worker, second.worker) == ("first", "second")
     ids = await publish_sleeps(declared, settings, 10, 100)

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--tasks", type=int, default=5000, help="tasks per drain")
     p.add_argument("-p", "--processes", type=int, default=2, help="consumer processes")
     p.add_argument(
-        "-c", "--concurrency", type=int, default=16, help="per process (prefetch: twice this)"
+        "-c", "--concurrency", type=int, default=16, help="per process (default prefetch)"
     )
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     p.add_argument("--timeout", type=float, default=180.0, help="bound of one drain, seconds")

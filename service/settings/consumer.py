@@ -14,7 +14,10 @@ from pydantic_settings import BaseSettings
 
 from warren.service.settings.base import CONFIG
 
-PREFETCH_PER_SLOT = 2  # default prefetch per handler slot (see ``consumer_prefetch``)
+# Default prefetch (see ``consumer_prefetch``): enough deliveries to keep the handlers busy
+# while those already run wait for their event batch's confirm.
+PREFETCH_PER_SLOT = 4
+MIN_PREFETCH = 128
 
 
 class ConsumerSettings(BaseSettings):
@@ -34,11 +37,13 @@ class ConsumerSettings(BaseSettings):
         le=10_000,
         description="Deliveries one consumer process holds unacknowledged (its prefetch): "
         "those running, those waiting for a handler slot, and those whose outcome awaits "
-        "the broker's confirms. Default (unset): twice the concurrency, room for as many "
-        "deliveries awaiting confirms as running, while a process holds at most one "
-        "concurrency's worth of tasks it cannot start yet. Short tasks drain faster with "
-        "more; for long tasks set it to the concurrency (fair dispatch across processes). "
-        "A consumer crash re-runs at most this many.",
+        "its event batch's confirm. Default (unset): the larger of 128 and four times the "
+        "concurrency, sized for short tasks: a process drains at most prefetch ÷ the time a "
+        "delivery is held, and a delivery is held until the batch carrying its outcome is "
+        "confirmed (a disk write on the broker), so a small prefetch, not the CPU, would "
+        "bound the drain. The cost: a consumer crash re-runs up to this many tasks, and a "
+        "process may hold this many tasks another idle process could run. For long tasks "
+        "set it to the concurrency (fair dispatch across processes, one re-run per slot).",
     )
     event_batch_max_events: int = Field(
         500,
@@ -100,7 +105,7 @@ class ConsumerSettings(BaseSettings):
 
     def prefetch_for(self, concurrency: int) -> int:
         """The prefetch of a consumer running ``concurrency`` handlers (``consumer_prefetch``)."""
-        return self.consumer_prefetch or PREFETCH_PER_SLOT * concurrency
+        return self.consumer_prefetch or max(MIN_PREFETCH, PREFETCH_PER_SLOT * concurrency)
 
     @property
     def worker_name(self) -> str:
