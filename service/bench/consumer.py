@@ -28,16 +28,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from warren.service.bench.broker import echo_envelope
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
-from warren.service.bench.drain import CpuClock, EventCounter, ack_frames, broker_work_targets
+from warren.service.bench.drain import (
+    Backlog,
+    CpuClock,
+    EventCounter,
+    ack_frames,
+    broker_work_targets,
+    listening_pid,
+    store_lag,
+)
 from warren.service.bench.procs import Proc, free_port, stop_all, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
@@ -73,11 +79,21 @@ class Spec:
 
 @dataclass
 class Drain:
-    """One run's own state: its label (for log files) and the benchmark's event counter."""
+    """One run's own state: its label (for log files), the benchmark's event counter, and
+    the broker's process when it runs on this machine (its CPU is measured too)."""
 
     run: BenchRun
     counter: EventCounter
     label: str = ""
+    broker_pid: int | None = None
+
+    def clocks(self, procs: Sequence[Proc]) -> tuple[CpuClock, CpuClock]:
+        """CPU clocks of the consumers and of the broker, started now."""
+        consumers = CpuClock([p.pid for p in procs])
+        broker = CpuClock([self.broker_pid] if self.broker_pid else [])
+        consumers.start()
+        broker.start()
+        return consumers, broker
 
 
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
@@ -90,7 +106,8 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     samples: dict[str, list[Sample]] = {v: [] for v in variants}
     async with bench_run(keep_logs=args.keep_logs) as run_:
         sink = await _start_sink(run_) if "warren-otlp" in variants else None
-        drain = Drain(run_, EventCounter())
+        port = urlsplit(run_.settings.broker_url).port or 5672
+        drain = Drain(run_, EventCounter(), broker_pid=listening_pid(port))
         await drain.counter.start(run_.broker, run_.names)
         for repeat in range(args.repeats):
             for variant in variants:
@@ -107,7 +124,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
 
 async def _once(drain: Drain, variant: str, spec: Spec, sink: str | None) -> Sample:
     if variant == "raw":
-        return await _raw_once(drain.run, spec)
+        return await _raw_once(drain, spec)
     return await _warren_once(drain, variant, spec, sink)
 
 
@@ -122,8 +139,9 @@ async def _start_sink(run_: BenchRun) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
+async def _raw_once(drain: Drain, spec: Spec) -> Sample:
     """The ceiling: K raw consumers on a queue with the work queue's arguments."""
+    run_ = drain.run
     queue = f"{run_.settings.namespace}.bench.raw"
     if queue not in run_.extra_queues:
         assert run_.shape is not None
@@ -144,8 +162,7 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
         for i in range(spec.processes)
     ]
     window = await wait_consumers(run_.broker, queue, spec.processes, procs)
-    cpu = CpuClock([p.pid for p in procs])
-    cpu.start()
+    cpu, broker_cpu = drain.clocks(procs)
 
     async def empty() -> bool:
         return (await run_.broker.state(queue)).ready == 0
@@ -154,12 +171,15 @@ async def _raw_once(run_: BenchRun, spec: Spec) -> Sample:
     # Ready 0: the last deliveries are in prefetch buffers; let them be acked, then ask.
     await asyncio.sleep(SETTLE_SECONDS)
     cpu.stop()
+    broker_cpu.stop()
     for proc in procs:
         proc.terminate()  # they print their report and exit
     reports = [await p.report_async(timeout=10) for p in procs]
     acked = sum(r["acked"] for r in reports)
     end = max(r["last"] for r in reports)
-    extra = {"acked": float(acked), "cpu_ms_per_task": 1000 * cpu.seconds / max(window.tasks, 1)}
+    per_task = 1000 / max(window.tasks, 1)
+    extra = {"acked": float(acked), "cpu_ms_per_task": cpu.seconds * per_task}
+    extra["broker_cpu_ms_per_task"] = broker_cpu.seconds * per_task
     return Sample(window.tasks / (end - window.start), extra)
 
 
@@ -182,10 +202,10 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
     procs = _start_consumers(drain, spec, overrides)
     watched = [*procs, *([gateway] if gateway else [])]
     window = await wait_consumers(run_.broker, work, spec.processes, watched)
-    cpu, messages = CpuClock([p.pid for p in procs]), counter.messages
+    cpu, broker_cpu = drain.clocks(procs)
+    messages = counter.messages
     done_before = counter.events["succeeded"]  # taken while the other consumers registered
-    cpu.start()
-    backlog = _Backlog()
+    backlog = Backlog()
 
     async def done() -> bool:
         if gateway is not None:
@@ -194,15 +214,17 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
 
     end = await wait_until(done, watched, spec.timeout, f"{spec.tasks} tasks succeeded")
     cpu.stop()
+    broker_cpu.stop()
     sample = Sample(window.tasks / (end - window.start))
     per_task = 1 / max(counter.events["succeeded"] - done_before, 1)  # tasks done in the window
     sample.extra = {
         "cpu_ms_per_task": 1000 * cpu.seconds * per_task,
+        "broker_cpu_ms_per_task": 1000 * broker_cpu.seconds * per_task,
         "events_per_task": sum(counter.events.values()) / spec.tasks,
         "event_msgs_per_task": (counter.messages - messages) * per_task,
     }
     if gateway is not None:
-        lag = await _store_lag(base, [e.id for e in envelopes[-STORE_PROBES:]], end, spec.timeout)
+        lag = await store_lag(base, [e.id for e in envelopes[-STORE_PROBES:]], end, spec.timeout)
         sample.extra |= {"store_lag_s": lag, "max_backlog": float(backlog.max)}
         gateway.stop()
     else:  # nobody consumes the recorder queue: the broker's own count of persistent enqueues
@@ -214,16 +236,6 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
     if left:
         raise RuntimeError(f"{left} tasks were left unacked after the drain")
     return sample
-
-
-class _Backlog:
-    """Largest number of events waiting in the recorder queue."""
-
-    def __init__(self) -> None:
-        self.max = 0
-
-    def sample(self, ready: int) -> None:
-        self.max = max(self.max, ready)
 
 
 def _start_consumers(drain: Drain, spec: Spec, overrides: dict[str, Any]) -> list[Proc]:
@@ -247,23 +259,6 @@ async def _start_gateway(run_: BenchRun, overrides: dict[str, Any]) -> tuple[Pro
     base = f"http://127.0.0.1:{port}"
     await wait_http(f"{base}/readyz", [proc])
     return proc, base
-
-
-async def _store_lag(base: str, task_ids: Sequence[str], since: float, within: float) -> float:
-    """Seconds from the last succeeded event until the store shows the last tasks succeeded."""
-    deadline = time.monotonic() + within
-    pending = list(task_ids)
-    async with aiohttp.ClientSession() as http:
-        while pending:
-            if time.monotonic() > deadline:
-                return float("nan")
-            async with http.get(f"{base}/v1/tasks/{pending[0]}") as response:
-                status = (await response.json())["status"] if response.status == 200 else None
-            if status == "succeeded":
-                pending.pop(0)
-            else:
-                await asyncio.sleep(0.01)
-    return max(0.0, time.time() - since)
 
 
 def _summarise(report: Report, samples: dict[str, list[Sample]]) -> None:

@@ -8,6 +8,8 @@
 * ``CpuClock`` reads the CPU time (user + system) of the consumer processes
   from ``/proc/<pid>/stat`` when the window opens and when it closes, so
   process start-up (imports, connecting) is never in the per-task figure.
+* ``listening_pid`` finds the broker's process when it runs on this machine,
+  so its CPU over the window is measured the same way.
 * ``ack_frames`` reads the ack frames a consumer sent from the summary line it
   logs when it stops (``warren.consumers.settle``): the broker's side of that
   count needs the management plugin, which this machine does not have.
@@ -15,12 +17,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
 from aiormq.abc import DeliveredMessage
 
 from warren.service.bench.broker import BenchBroker
@@ -91,6 +97,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15
 
 
+def listening_pid(port: int) -> int | None:
+    """The local process listening on TCP ``port`` (the broker, when it runs here), from
+    ``/proc``: its socket's inode in ``/proc/net/tcp*``, then whose fd points at it. None
+    when it is elsewhere or not ours to see."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir() if inodes else ():
+        if proc.name.isdigit() and _holds(proc, inodes):
+            return int(proc.name)
+    return None
+
+
+def _holds(proc: Path, inodes: set[str]) -> bool:
+    with contextlib.suppress(OSError):
+        return any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir())
+    return False
+
+
 def ack_frames(logs: Sequence[Path]) -> float:
     """Ack frames the consumers logged at their stop (NaN if one did not say)."""
     total = 0
@@ -118,3 +147,30 @@ def broker_work_targets(extra: dict[str, float]) -> list[Target]:
         for name, key, limit in bounds
         if key in extra and extra[key] == extra[key]  # measured, not NaN
     ]
+
+
+class Backlog:
+    """Largest number of events waiting in the recorder queue."""
+
+    def __init__(self) -> None:
+        self.max = 0
+
+    def sample(self, ready: int) -> None:
+        self.max = max(self.max, ready)
+
+
+async def store_lag(base: str, task_ids: Sequence[str], since: float, within: float) -> float:
+    """Seconds from the last succeeded event until the store shows the last tasks succeeded."""
+    deadline = time.monotonic() + within
+    pending = list(task_ids)
+    async with aiohttp.ClientSession() as http:
+        while pending:
+            if time.monotonic() > deadline:
+                return float("nan")
+            async with http.get(f"{base}/v1/tasks/{pending[0]}") as response:
+                status = (await response.json())["status"] if response.status == 200 else None
+            if status == "succeeded":
+                pending.pop(0)
+            else:
+                await asyncio.sleep(0.01)
+    return max(0.0, time.time() - since)
