@@ -87,7 +87,13 @@ PEERS = {
 }
 ALL = (*PEERS, "warren")
 # What ``warren bench consumer`` says a task cost, shown beside Warren's rate.
-WARREN_COSTS = ("cpu_ms_per_task", "event_msgs_per_task", "ack_frames_per_task")
+WARREN_COSTS = (
+    "cpu_ms_per_task",
+    "broker_cpu_ms_per_task",
+    "event_msgs_per_task",
+    "enqueues_per_task",
+    "ack_frames_per_task",
+)
 
 
 def peer_env(url: str, queue: str) -> dict[str, str]:
