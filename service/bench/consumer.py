@@ -30,6 +30,7 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     p.add_argument("--timeout", type=float, default=180.0, help="bound of one drain, seconds")
+    p.add_argument(
+        "--tree-b",
+        type=Path,
+        help="another checkout of Warren (e.g. `git archive COMMIT | tar -x -C DIR`): adds the "
+        "variant warren-b, `warren` run from that tree, in turn with the others (a before/after "
+        "in one run)",
+    )
 
 
 @dataclass
@@ -75,6 +83,7 @@ class Spec:
     processes: int
     concurrency: int
     timeout: float
+    tree_b: Path | None = None
 
 
 @dataclass
@@ -98,10 +107,12 @@ class Drain:
 
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
     variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
+    if args.tree_b is not None and "warren-b" not in variants:
+        variants.append("warren-b")
+    unknown = set(variants) - {*VARIANTS, *(["warren-b"] if args.tree_b else [])}
     if unknown:
         raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
-    spec = Spec(args.tasks, args.processes, args.concurrency, args.timeout)
+    spec = Spec(args.tasks, args.processes, args.concurrency, args.timeout, args.tree_b)
     progress = progress or Progress("consumer", len(variants) * args.repeats, not args.quiet)
     samples: dict[str, list[Sample]] = {v: [] for v in variants}
     async with bench_run(keep_logs=args.keep_logs) as run_:
@@ -117,7 +128,8 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
                 samples[variant].append(sample)
                 progress.finish(f"{variant} {sample.rate:,.0f} tasks/s")
         progress.close()
-        report = run_.report("consumer", {**vars(spec), "repeats": args.repeats})
+        settings = {**vars(spec), "repeats": args.repeats, "tree_b": str(spec.tree_b or "")}
+        report = run_.report("consumer", settings)
     _summarise(report, samples)
     return report
 
@@ -199,7 +211,7 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
     envelopes = [echo_envelope(variant != "warren-notrace") for _ in range(spec.tasks)]
     await run_.broker.prefill(names.work_exchange, QUEUE, envelopes)
     counter.reset()
-    procs = _start_consumers(drain, spec, overrides)
+    procs = _start_consumers(drain, spec, overrides, spec.tree_b if variant == "warren-b" else None)
     watched = [*procs, *([gateway] if gateway else [])]
     window = await wait_consumers(run_.broker, work, spec.processes, watched)
     cpu, broker_cpu = drain.clocks(procs)
@@ -238,15 +250,16 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
     return sample
 
 
-def _start_consumers(drain: Drain, spec: Spec, overrides: dict[str, Any]) -> list[Proc]:
-    """K ``warren consume`` processes, each logging to a file of this run's own."""
+def _start_consumers(
+    drain: Drain, spec: Spec, overrides: dict[str, Any], tree: Path | None
+) -> list[Proc]:
+    """K ``warren consume`` processes (of ``tree``, if given), each logging to a file of
+    this run's own."""
     run_ = drain.run
     env = warren_env(run_.settings, **overrides)
-    args = ["consume", "--queue", QUEUE, "--concurrency", str(spec.concurrency)]
+    args = ["consume", "--queue", QUEUE, "--concurrency", str(spec.concurrency), "--health-port"]
     return [
-        run_.start(
-            Proc.warren([*args, "--health-port", "0"], run_.log(f"consume-{drain.label}-{i}"), env)
-        )
+        run_.start(Proc.warren([*args, "0"], run_.log(f"consume-{drain.label}-{i}"), env, tree))
         for i in range(spec.processes)
     ]
 
@@ -283,3 +296,7 @@ def _summarise(report: Report, samples: dict[str, list[Sample]]) -> None:
         )
     if warren is not None:
         report.targets += broker_work_targets(warren.extra)
+        if (other := report.row("warren-b")) is not None and other.value > 0:
+            report.notes.append(
+                f"warren / warren-b (tree b, same run): {warren.value / other.value:.2f}"
+            )

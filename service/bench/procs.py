@@ -36,14 +36,20 @@ class Proc(Child):
     """One child process, its own session (so its children are ended with it)."""
 
     def __init__(
-        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, *, pipe: bool
+        self,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        pipe: bool,
+        cwd: Path = REPO,
     ) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             super().__init__(
                 argv,
                 env=env,
-                cwd=REPO,
+                cwd=cwd,
                 stdout=subprocess.PIPE if pipe else log,
                 stderr=log,
                 own_session=True,
@@ -57,9 +63,19 @@ class Proc(Child):
         return cls([sys.executable, "-m", module, *args], log_path, env, pipe=True)
 
     @classmethod
-    def warren(cls, args: list[str], log_path: Path, env: dict[str, str]) -> Proc:
-        """A real ``warren`` process (``python -m warren``), as a deployment runs it."""
-        return cls([sys.executable, "-m", "warren", *args], log_path, env, pipe=False)
+    def warren(
+        cls, args: list[str], log_path: Path, env: dict[str, str], tree: Path | None = None
+    ) -> Proc:
+        """A real ``warren`` process (``python -m warren``), as a deployment runs it.
+
+        ``tree``: another checkout of Warren to run instead of this one (an A/B of a
+        change in one benchmark run), with this interpreter and its packages.
+        """
+        if tree is None:
+            return cls([sys.executable, "-m", "warren", *args], log_path, env, pipe=False)
+        env = env | {"PYTHONPATH": str(tree)}  # its ``warren`` before the installed one
+        argv = [sys.executable, "-m", "warren", *args]
+        return cls(argv, log_path, env, pipe=False, cwd=tree)
 
     def tail(self, chars: int = 3000) -> str:
         try:

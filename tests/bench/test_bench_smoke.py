@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiormq
@@ -130,3 +131,26 @@ def test_cli_prints_json() -> None:
     assert data["mode"] == "consumer"
     assert data["rows"][0]["name"] == "raw" and data["rows"][0]["value"] >= 0
     assert data["environment"]["cores"] >= 1
+
+
+@pytest.fixture
+def exported_tree(tmp_path: Path) -> Path:
+    """This commit as a plain tree (what ``git archive COMMIT | tar -x`` makes)."""
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    return tmp_path
+
+
+async def test_consumer_mode_runs_another_tree_in_turn(
+    connection: AbstractRobustConnection, exported_tree: Path
+) -> None:
+    """``--tree-b``: a before/after in one run; here tree b is this commit, exported."""
+    tmp_path = exported_tree
+    report = await bench(
+        "consumer", "-n", "40", "-p", "1", "--variants", "warren", "--tree-b", str(tmp_path)
+    )
+    rows = {r.name: r for r in report.rows}
+    assert set(rows) == {"warren", "warren-b"}
+    assert rows["warren-b"].extra["events_per_task"] == 1.0
+    assert report.settings["tree_b"] == str(tmp_path)
+    await assert_cleaned_up(connection, report)
