@@ -18,7 +18,9 @@ an attempt's ``running`` before its outcome. ``add`` hands back the confirm of
 the message that will carry the event: a future shared by every event in it,
 which callers must never cancel. The settler waits for it before the ack, so
 the guarantee is unchanged: an outcome is durable on the broker before its
-task is acked.
+task is acked. A batch whose confirm has not come within the publish timeout,
+while the broker is not blocking us, counts as failed (its settles requeue)
+and the next one goes: one lost confirm never stalls the process's events.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import functools
 from dataclasses import dataclass, field
 
 from warren.service.amqp import Publisher
+from warren.service.errors import PublishError
 from warren.service.settings import ConsumerSettings
 from warren.service.store.merge import PHASE
 from warren.service.store.model import Change
@@ -44,6 +47,7 @@ class _Message:
     confirm: asyncio.Future[None]
     events: list[bytes] = field(default_factory=list)
     size: int = 0
+    settled: bool = False  # confirmed, failed, or given up on (overdue)
 
     def fits(self, event: bytes, max_events: int, max_bytes: int) -> bool:
         if not self.events:
@@ -61,7 +65,8 @@ class EventBatcher:
         self._shared: set[asyncio.Future[None]] = set()  # confirms handed out, not yet done
         self._open: dict[str, _Message] = {}  # routing key → the message it fills now
         self._closed: list[_Message] = []  # full ones, waiting for the next flush
-        self._in_flight = 0  # messages published, not yet confirmed
+        self._flying: list[_Message] = []  # the batch in flight: published, not all settled
+        self._overdue: asyncio.TimerHandle | None = None
         self._scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -86,7 +91,7 @@ class EventBatcher:
         message.size += len(event) + 1
         self.unconfirmed += 1
         self._idle.clear()
-        if not self._in_flight and not self._scheduled:
+        if not self._flying and not self._scheduled:
             # Next loop turn, not now: the other events settled in this turn join the batch.
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -111,11 +116,29 @@ class EventBatcher:
         self._scheduled = False
         messages = sorted([*self._closed, *self._open.values()], key=lambda m: m.phase)
         self._closed, self._open = [], {}
-        self._in_flight = len(messages)
+        self._flying = messages
         for message in messages:
             sent = self._publisher.send_event(event_batch(message.key, message.events))
-            sent.add_done_callback(functools.partial(self._confirmed, message))
+            sent.add_done_callback(functools.partial(self._sent, message))
         self.messages += len(messages)
+        self._arm()
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._overdue = loop.call_later(self._publisher.timeout, self._give_up)
+
+    def _give_up(self) -> None:
+        """No confirm within the publish timeout, the broker not blocking us: the batch counts
+        as failed (its settles requeue their deliveries) and the next one goes. Waiting on
+        would stall every event of this process behind one lost confirm."""
+        self._overdue = None
+        if self._publisher.blocked:
+            self._arm()  # an alarm: confirms come when it clears, however long that is
+            return
+        error = PublishError(f"no confirm within {self._publisher.timeout}s (outcome unknown)")
+        for message in list(self._flying):
+            if not message.settled:
+                self._settle(message, error)
 
     def _shared_future(self) -> asyncio.Future[None]:
         confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -128,20 +151,32 @@ class EventBatcher:
         if not confirm.cancelled():
             confirm.exception()  # retrieved: a failure whose settles gave up is no loop error
 
-    def _confirmed(self, message: _Message, sent: asyncio.Future[None]) -> None:
+    def _sent(self, message: _Message, sent: asyncio.Future[None]) -> None:
+        if message.settled:
+            return  # given up on already: a late confirm changes nothing now
+        if sent.cancelled():
+            self._settle(message, PublishError("the publish was cancelled"))
+        else:
+            self._settle(message, sent.exception())
+
+    def _settle(self, message: _Message, error: BaseException | None) -> None:
+        """``message`` is confirmed (``error`` None) or failed; once the whole batch is,
+        what accumulated meanwhile goes as the next one."""
+        message.settled = True
         self.events += len(message.events)
         self.unconfirmed -= len(message.events)
         if not message.confirm.done():
-            if sent.cancelled():
-                message.confirm.cancel()
-            elif (exc := sent.exception()) is not None:
-                message.confirm.set_exception(exc)
-            else:
+            if error is None:
                 message.confirm.set_result(None)
-        self._in_flight -= 1
-        if self._in_flight:
+            else:
+                message.confirm.set_exception(error)
+        if not all(m.settled for m in self._flying):
             return
+        self._flying = []
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
         if self._open or self._closed:
-            self._flush()  # what accumulated meanwhile is the next batch, now
+            self._flush()
         elif not self.unconfirmed:
             self._idle.set()

@@ -57,6 +57,22 @@ class HeldConfirms:
         await self.release.wait()
 
 
+class FirstConfirmLost:
+    """The first event message is published as usual, but its confirm never reaches the
+    consumer (as if lost); every later one does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = 0
+        original = Publisher.send_event
+
+        def send_event(publisher: Publisher, event: EventMessage) -> asyncio.Future[None]:
+            self.sent += 1
+            confirm = original(publisher, event)
+            return asyncio.get_running_loop().create_future() if self.sent == 1 else confirm
+
+        monkeypatch.setattr(Publisher, "send_event", send_event)
+
+
 def batcher_of(consumer: Consumer) -> EventBatcher:
     assert consumer._settler is not None
     return consumer._settler._batcher
@@ -129,6 +145,36 @@ async def test_a_batch_is_split_at_its_bound_and_every_event_still_arrives_once(
     await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
     assert succeeded(events) == Counter(ids)  # each once
     assert events.messages == 1 + math.ceil(19 / 4)  # the first batch, then 19 in fours
+
+
+async def test_a_batch_whose_confirm_never_comes_does_not_stall_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    channel: AbstractChannel,
+    events: Events,
+) -> None:
+    # Given a first batch whose confirm is lost, and a publish timeout of half a second
+    lost = FirstConfirmLost(monkeypatch)
+    impatient = {
+        "publish_timeout_seconds": 0.5,
+        "running_event_delay_seconds": 1.0,
+        "consumer_prefetch": 32,
+    }
+    consumer = await start_consumer("diag", 4, settings_=settings.model_copy(update=impatient))
+    ids = await publish_echoes(declared, settings, 10)
+
+    # Then that batch counts as failed: its tasks are requeued and run again, the batches
+    # after it go out, and every task is settled
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    await events.wait_for(
+        lambda items: any(e["redelivered"] and e["status"] == "succeeded" for e in items)
+    )
+    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+    assert lost.sent >= 2 and batcher_of(consumer).unconfirmed == 0
+    await consumer.stop(grace=1)
+    assert await message_count(channel, Names(settings.namespace).work_queue("diag")) == 0
 
 
 @pytest.mark.slow
