@@ -27,7 +27,8 @@ from warren.consumers.context import Resources, TaskContext
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
-from warren.consumers.settle import RunningEvent, Settler
+from warren.consumers.running import RunningEvent
+from warren.consumers.settle import Settler
 from warren.consumers.spans import messaging_attributes
 from warren.service.contracts import Backoff
 from warren.service.errors import DecodeError

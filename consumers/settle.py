@@ -31,8 +31,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -41,6 +41,7 @@ from opentelemetry import trace
 from warren.consumers.acks import ACK_ERRORS, Acks
 from warren.consumers.batcher import EventBatcher
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
+from warren.consumers.running import RunningEvent
 from warren.consumers.spans import messaging_attributes
 from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
@@ -124,7 +125,9 @@ class Settler:
         if batcher.unconfirmed:
             log.info("waiting for %d events not yet confirmed", batcher.unconfirmed)
         if lost := await batcher.flush(timeout):
-            log.error("%d events were never confirmed (tasks acked under an alarm)", lost)
+            log.error(
+                "%d events never confirmed (of tasks acked under an alarm, or given back)", lost
+            )
         log.info(
             "settled %d deliveries with %d ack frames; %d events in %d messages",
             self._settled,
@@ -292,41 +295,6 @@ class Settler:
                 return self._publisher.labels(names.dead_exchange)
             case _:
                 return self._publisher.labels(names.events_exchange)
-
-
-class RunningEvent:
-    """One attempt's ``running`` event: published at once, when a timer fires, or never.
-
-    A timer handle on the loop, not a task: it costs a heap push and pop, far
-    less than the publish it often saves. It publishes from the loop while the
-    handler runs, so on the channel it always precedes the outcome's publishes.
-    """
-
-    def __init__(self, publish: Callable[[datetime], asyncio.Future[None]], delay: float):
-        self.started_at = datetime.now(UTC)
-        self._publish = publish
-        self._confirm: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        if delay <= 0:
-            self._fire()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
-
-    def end(self) -> Confirms:
-        """The attempt is over: no ``running`` from now on; its confirm, if it was published."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        return [self._confirm] if self._confirm is not None else []
-
-    def cancel(self) -> None:
-        """The attempt was abandoned (shutdown): no ``running`` from now on, and nothing of
-        it is awaited. One already in a batch still goes out (the confirm is shared)."""
-        self.end()
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._confirm = self._publish(self.started_at)
 
 
 def _dead_details(outcome: DeadLetter) -> dict[str, Any]:
