@@ -119,6 +119,10 @@ class Publisher:
         return labels
 
     @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    @property
     def work_exchange(self) -> str:
         return self.names.work_exchange
 

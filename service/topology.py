@@ -9,7 +9,18 @@ gateway ──► <ns>.tasks (direct) ──key q──► <ns>.q ──► cons
   consumers ──► <ns>.events (topic) ──key q.<status>──► whoever binds (status store, …)
                         └──key #──► <ns>.events.recorder (durable: the gateways' recorders share it)
     gateway ──► <ns>.control (fanout) ──► <ns>.control.log (stream: every consumer reads it all)
+    gateway ──► <ns>.delay.21 … <ns>.delay.0 (the delay ladder) ──► <ns>.delay.due ──► <ns>.q
 ```
+
+Delayed tasks walk down the delay ladder (``DELAY_LEVELS`` levels, k = 21 … 0):
+the routing key spells the delay in whole seconds as 22 binary digits, most
+significant first, then the work queue (``0.…1.1.0.email``). Exchange
+``<ns>.delay.<k>`` (topic) sends a message whose digit k is 1 to queue
+``<ns>.delay.<2^k>s`` (``x-message-ttl`` 2^k s, dead-lettering to the next
+exchange down, the key kept), and one whose digit is 0 straight on to the next
+exchange. Below level 0, ``<ns>.delay.due`` routes by the queue name to the
+work queue. Every ladder queue holds one TTL, so messages expire in order, and
+no process moves them: the delay lives on the broker, never in a worker.
 
 Retry tiers are one TTL queue per (work queue, tier): a queue has one fixed
 TTL, so messages expire head-first in order and no short delay waits behind a
@@ -32,6 +43,10 @@ from warren.service.errors import ConfigurationError
 from warren.service.settings import Settings
 
 ExchangeKind = Literal["direct", "topic", "fanout"]
+DELAY_LEVELS = 22
+"""Levels of the delay ladder: delays up to 2^22 - 1 s (48.5 days) in whole seconds."""
+MAX_DELAY_SECONDS = 2**DELAY_LEVELS - 1
+CONTROL_DELAY_TAIL = "_control"  # no queue name starts with "_": delayed control messages
 
 
 def tier_label(seconds: float) -> str:
@@ -76,6 +91,38 @@ class Names:
         """A stream (non-destructive log) of control messages such as cancellations."""
         return f"{self.namespace}.control.log"
 
+    def delay_exchange(self, level: int) -> str:
+        """Level ``level`` of the delay ladder; the top one is where delayed tasks enter."""
+        return f"{self.namespace}.delay.{level}"
+
+    def delay_queue(self, level: int) -> str:
+        """The TTL queue of a ladder level, named by its TTL: every message in it waits
+        2^level seconds (``<ns>.delay.1s`` … ``<ns>.delay.2097152s``)."""
+        return f"{self.namespace}.delay.{2**level}s"
+
+    @property
+    def delay_entry(self) -> str:
+        return self.delay_exchange(DELAY_LEVELS - 1)
+
+    @property
+    def control_relay(self) -> str:
+        """Delayed control messages, due: gateways relay them into the control stream (a
+        broker dead-letters into no stream, so the ladder cannot reach it directly)."""
+        return f"{self.namespace}.control.due"
+
+    @property
+    def delay_due(self) -> str:
+        """Below level 0: routes a message whose delay is over to its work queue."""
+        return f"{self.namespace}.delay.due"
+
+    @staticmethod
+    def delay_key(queue: str, seconds: int) -> str:
+        """The routing key of a delay: its binary digits, most significant first, then the
+        work queue (or ``CONTROL_DELAY_TAIL``); ``seconds`` within ``MAX_DELAY_SECONDS``."""
+        if not 0 <= seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"a delay is 0 to {MAX_DELAY_SECONDS} s, not {seconds}")
+        return ".".join([*format(seconds, f"0{DELAY_LEVELS}b"), queue])
+
     def work_queue(self, queue: str) -> str:
         return f"{self.namespace}.{queue}"
 
@@ -112,9 +159,13 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class BindingSpec:
+    """``exchange`` routes ``routing_key`` to ``queue``, or to the exchange of that name when
+    ``to_exchange`` (an exchange-to-exchange binding: the delay ladder)."""
+
     exchange: str
     queue: str
     routing_key: str
+    to_exchange: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +210,7 @@ class Topology:
                     "source": b.exchange,
                     "vhost": vhost,
                     "destination": b.queue,
-                    "destination_type": "queue",
+                    "destination_type": "exchange" if b.to_exchange else "queue",
                     "routing_key": b.routing_key,
                     "arguments": {},
                 }
@@ -208,6 +259,8 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
         ExchangeSpec(names.dead_exchange, "direct"),
         ExchangeSpec(names.events_exchange, "topic"),
         ExchangeSpec(names.control_exchange, "fanout"),
+        *(ExchangeSpec(names.delay_exchange(k), "topic") for k in range(DELAY_LEVELS)),
+        ExchangeSpec(names.delay_due, "topic"),
     )
     queue_specs: list[QueueSpec] = [
         QueueSpec(names.recorder_queue, _queue_args(settings)),
@@ -217,6 +270,7 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
         BindingSpec(names.events_exchange, names.recorder_queue, "#"),
         BindingSpec(names.control_exchange, names.control_stream, ""),
     ]
+    _delay_ladder(settings, names, served, queue_specs, bindings)
     for q in served:
         work: dict[str, Any] = {
             "x-dead-letter-exchange": names.dead_exchange,
@@ -253,6 +307,32 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
     return replace(shape, passive=passive)
 
 
+def _digit(level: int, digit: str, tail: str = "#") -> str:
+    """The topic pattern matching delay keys whose digit of ``level`` is ``digit``."""
+    return ".".join([*("*" * (DELAY_LEVELS - 1 - level)), digit, tail])
+
+
+def _delay_ladder(
+    settings: Settings,
+    names: Names,
+    served: tuple[str, ...],
+    queues: list[QueueSpec],
+    bindings: list[BindingSpec],
+) -> None:
+    """Add the ladder's TTL queues and bindings (see the module's docstring)."""
+    for k in range(DELAY_LEVELS):
+        below = names.delay_exchange(k - 1) if k else names.delay_due
+        ttl = {"x-message-ttl": 2**k * 1000, "x-dead-letter-exchange": below}
+        queues.append(QueueSpec(names.delay_queue(k), _queue_args(settings, **ttl)))
+        bindings.append(BindingSpec(names.delay_exchange(k), names.delay_queue(k), _digit(k, "1")))
+        bindings.append(BindingSpec(names.delay_exchange(k), below, _digit(k, "0"), True))
+    due = "*." * DELAY_LEVELS  # exactly the 22 digits, then the tail
+    for q in served:
+        bindings.append(BindingSpec(names.delay_due, names.work_queue(q), due + q))
+    queues.append(QueueSpec(names.control_relay, _queue_args(settings)))
+    bindings.append(BindingSpec(names.delay_due, names.control_relay, due + CONTROL_DELAY_TAIL))
+
+
 @dataclass
 class Declared:
     """References to what was declared; holding them keeps robust re-declaration working."""
@@ -274,7 +354,11 @@ async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
         declared.queues[q.name] = await _declare_queue(channel, topology, q)
     if not topology.passive:
         for b in topology.bindings:
-            await declared.queues[b.queue].bind(declared.exchanges[b.exchange], b.routing_key)
+            source = declared.exchanges[b.exchange]
+            if b.to_exchange:
+                await declared.exchanges[b.queue].bind(source, b.routing_key)
+            else:
+                await declared.queues[b.queue].bind(source, b.routing_key)
     return declared
 
 
@@ -360,8 +444,9 @@ def _exactly(names: Iterable[str]) -> str:
 def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permissions:
     """The least a role needs, derived from the same names the topology is built from.
 
-    * ``gateway``: publish tasks (and replays) and cancellations; consume the recorder
-      queue and the dead-letter queues (the keeper moves dead letters into the store).
+    * ``gateway``: publish tasks (now, onto the delay ladder, and replays) and cancellations;
+      consume the recorder queue, the delayed cancellations it relays, and the dead-letter
+      queues (the keeper moves dead letters into the store).
     * ``consumer`` of ``queues``: consume its work queues and the control stream; publish
       retries, dead letters, lifecycle events and the ``sync`` marker of the control stream.
     * ``deploy``: declare, bind and delete everything in the namespace (``warren topology
@@ -373,8 +458,8 @@ def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permiss
         dead = f"{re.escape(names.namespace)}\\.[a-z][a-z0-9_-]*\\.dead"
         return Permissions(
             "^$",
-            _exactly([names.work_exchange, names.control_exchange]),
-            f"^(?:{re.escape(names.recorder_queue)}|{dead})$",
+            _exactly([names.work_exchange, names.control_exchange, names.delay_entry]),
+            f"^(?:{re.escape(names.recorder_queue)}|{re.escape(names.control_relay)}|{dead})$",
         )
     if role == "consumer":
         served = list(queues)

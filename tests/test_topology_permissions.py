@@ -35,9 +35,10 @@ def matches(pattern: str) -> set[str]:
 def test_the_gateway_publishes_tasks_and_cancellations_reads_recorder_and_dead_letters() -> None:
     granted = topology.permissions(NS, "gateway")
     assert matches(granted.configure) == set()
-    assert matches(granted.write) == {"shop-1.tasks", "shop-1.control"}
+    # The top of the delay ladder takes delayed tasks.
+    assert matches(granted.write) == {"shop-1.tasks", "shop-1.control", "shop-1.delay.21"}
     dead = {f"shop-1.{q}.dead" for q in CATALOG.queues}
-    assert matches(granted.read) == {"shop-1.events.recorder", *dead}
+    assert matches(granted.read) == {"shop-1.events.recorder", "shop-1.control.due", *dead}
 
 
 def test_a_consumer_reads_only_its_queues_and_publishes_only_what_it_settles_with() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from warren.service import topology
@@ -21,6 +22,7 @@ from warren.service.amqp import Publisher
 from warren.service.apps import load_app
 from warren.service.connections import BrokerLinks
 from warren.service.contracts import Catalog
+from warren.service.delays import CancelRelay
 from warren.service.http import views
 from warren.service.http.auth import Authenticator, auth_middleware
 from warren.service.http.batch import submit_batch
@@ -39,7 +41,13 @@ from warren.service.telemetry import setup_telemetry
 
 async def broker(app: web.Application) -> AsyncIterator[None]:
     """Link up with the broker in the background; a refusal of our user fails start-up."""
-    link = app[BROKER].link("gateway", app[PUBLISHER].attach)
+    publisher, relay = app[PUBLISHER], CancelRelay(app[PUBLISHER])
+
+    async def attach(connection: AbstractRobustConnection) -> None:
+        await publisher.attach(connection)
+        await relay.start(connection, publisher.topology)  # delayed cancellations, due
+
+    link = app[BROKER].link("gateway", attach)
     try:
         await link.start()
         yield

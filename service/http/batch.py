@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,8 @@ from aiohttp import web
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from warren.service.amqp import Publisher
+from warren.service.delays import route
 from warren.service.errors import PublishError
 from warren.service.http.auth import CLIENT, authorize_type
 from warren.service.http.idempotency import (
@@ -70,6 +73,8 @@ class Item:
     envelope: Envelope
     key: str | None
     claim: SubmissionClaim | None = None
+    delay_seconds: int = 0  # on the delay ladder (see ``warren.service.delays``)
+    due_at: datetime | None = None
 
 
 async def submit_batch(request: web.Request) -> web.Response:
@@ -156,7 +161,8 @@ def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: boo
             detail = "this idempotency_key is used by an earlier task of this batch"
             raise Problem(409, "idempotency-key-in-use", "Conflict", detail)
         keys.add(key)
-    return Item(index, build_envelope(valid, request[CLIENT].id), key)
+    envelope = build_envelope(valid, request[CLIENT].id)
+    return Item(index, envelope, key, delay_seconds=valid.delay_seconds, due_at=valid.due_at)
 
 
 async def _claimed(request: web.Request, items: list[Item], answers: list[Answer]) -> list[Item]:
@@ -164,7 +170,8 @@ async def _claimed(request: web.Request, items: list[Item], answers: list[Answer
     used before answers with its original task (``replayed``), a conflict with its 409."""
     keyed = [item for item in items if item.key is not None]
     claims = await asyncio.gather(
-        *(claim_key(request, item.envelope, item.key) for item in keyed), return_exceptions=True
+        *(claim_key(request, item.envelope, item.key, item.due_at) for item in keyed),
+        return_exceptions=True,
     )
     for item, claim in zip(keyed, claims, strict=True):
         if isinstance(claim, Problem):
@@ -177,7 +184,7 @@ async def _claimed(request: web.Request, items: list[Item], answers: list[Answer
             item.claim = claim
     for item in items:
         if item.key is None:
-            item.claim = SubmissionClaim(request.app, item.envelope.id)
+            item.claim = SubmissionClaim(request.app, item.envelope.id, due_at=item.due_at)
     return [item for item in items if item.claim is not None]
 
 
@@ -207,11 +214,7 @@ async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, Publi
     """Start every publish, then await all confirms within the publish timeout; the failed
     ones by item index (not confirmed in time: outcome unknown, as a single submit's 503)."""
     publisher = request.app[PUBLISHER]
-    exchange = publisher.work_exchange
-    confirms = {
-        item.index: publisher.send(exchange, item.envelope.to_message(), item.envelope.queue)
-        for item in items
-    }
+    confirms = {item.index: _send(publisher, item) for item in items}
     _, late = await asyncio.wait(confirms.values(), timeout=publisher.timeout)
     for confirm in late:
         confirm.cancel()
@@ -226,6 +229,12 @@ async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, Publi
         elif exc is not None:
             raise exc
     return failures
+
+
+def _send(publisher: Publisher, item: Item) -> asyncio.Future[None]:
+    """Start the publish of ``item``: to its work queue, or onto the delay ladder."""
+    exchange, key = route(publisher.names, item.envelope.queue, item.delay_seconds)
+    return publisher.send(exchange, item.envelope.to_message(), key)
 
 
 async def _settled(
@@ -247,7 +256,7 @@ async def _settled(
             answers[item.index] = problem_item(not_accepted(failure, envelope.type, retry_after))
             settle.append(claim.release())
             continue
-        answers[item.index] = _accepted(envelope, trace_id)
+        answers[item.index] = _accepted(envelope, trace_id, item.due_at)
         accepted[envelope.type] += 1
         settle.append(claim.record(envelope))
     await asyncio.gather(*settle)
@@ -255,13 +264,16 @@ async def _settled(
         SUBMISSIONS.add(count, {"type": task_type, "outcome": "accepted", "reason": ""})
 
 
-def _accepted(envelope: Envelope, trace_id: str | None) -> Answer:
+def _accepted(envelope: Envelope, trace_id: str | None, due_at: datetime | None) -> Answer:
     """An accepted task, as a ``202`` of ``POST /v1/tasks`` says it."""
-    return {
+    answer: Answer = {
         "id": envelope.id,
         "type": envelope.type,
         "queue": envelope.queue,
-        "status": "queued",
+        "status": "scheduled" if due_at else "queued",
         "trace_id": trace_id,
         "created_at": envelope.created_at.isoformat(),
     }
+    if due_at:
+        answer["due_at"] = due_at.isoformat()
+    return answer

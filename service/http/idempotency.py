@@ -32,7 +32,7 @@ from warren.service.http.task_store import RECORDER, STORE, WATCHERS, store_prob
 from warren.service.store import TaskRecord
 from warren.service.store.db import StoreUnavailable
 from warren.service.store.merge import merge
-from warren.service.store.model import Status
+from warren.service.store.model import Change, Status
 from warren.service.wire import Envelope, task_change
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class SubmissionClaim:
     key: str | None = None
     replay: web.Response | None = None  # the original task, when the key was used before
     original: TaskRecord | None = None  # its record
+    due_at: datetime | None = None  # a delayed task: its record says `scheduled` until then
 
     async def release(self) -> None:
         """The publish failed: free the key, so a retry with it can succeed."""
@@ -60,8 +61,9 @@ class SubmissionClaim:
                 log.warning("idempotency claim %s not released: %s", self.task_id, exc)
 
     async def record(self, envelope: Envelope) -> None:
-        """The gateway's ``queued`` write: batched, or for a keyed claim, written now."""
-        change = task_change(envelope, Status.QUEUED, at=envelope.created_at)
+        """The gateway's ``queued`` (or ``scheduled``) write: batched, or for a keyed claim,
+        written now."""
+        change = submitted(envelope, self.due_at)
         if self.key is not None:
             try:
                 await self.app[STORE].apply([change])  # publishes the claim: duplicates wake
@@ -71,7 +73,15 @@ class SubmissionClaim:
         self.app[RECORDER].submitted(change)
 
 
-async def claim_submission(request: web.Request, envelope: Envelope) -> SubmissionClaim:
+def submitted(envelope: Envelope, due_at: datetime | None = None) -> Change:
+    """The gateway's own change of a new task: ``queued``, or ``scheduled`` until ``due_at``."""
+    status = Status.SCHEDULED if due_at is not None else Status.QUEUED
+    return task_change(envelope, status, at=envelope.created_at, due_at=due_at)
+
+
+async def claim_submission(
+    request: web.Request, envelope: Envelope, due_at: datetime | None = None
+) -> SubmissionClaim:
     """The claim of ``envelope``'s task; with an ``Idempotency-Key``, the key claimed for it.
 
     A key already used by the same client with the same submission gives the
@@ -79,7 +89,7 @@ async def claim_submission(request: web.Request, envelope: Envelope) -> Submissi
     arriving while the first is still being published waits for it.
     """
     key = request.headers.get("Idempotency-Key")
-    claim = await claim_key(request, envelope, key)
+    claim = await claim_key(request, envelope, key, due_at)
     if claim.original is not None:
         claim.replay = _replay(claim.original)
     return claim
@@ -96,16 +106,19 @@ def check_key(key: str) -> None:
         )
 
 
-async def claim_key(request: web.Request, envelope: Envelope, key: str | None) -> SubmissionClaim:
+async def claim_key(
+    request: web.Request, envelope: Envelope, key: str | None, due_at: datetime | None = None
+) -> SubmissionClaim:
     """The claim of ``envelope``'s task on ``key`` (None: no key, nothing to claim); with
-    ``original`` set when the key names a task submitted before (a batch item's key too)."""
-    claim = SubmissionClaim(request.app, envelope.id)
+    ``original`` set when the key names a task submitted before (a batch item's key too).
+    ``due_at``: a delayed task, whose record says ``scheduled``."""
+    claim = SubmissionClaim(request.app, envelope.id, due_at=due_at)
     if key is None:
         return claim
     check_key(key)
     claim.key = key
     record = replace(
-        merge(None, task_change(envelope, Status.QUEUED, at=envelope.created_at)),
+        merge(None, submitted(envelope, due_at)),
         published=False,
         idempotency_key=key,
         request_hash=fingerprint(envelope),

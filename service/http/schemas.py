@@ -48,9 +48,13 @@ class TaskAccepted(BaseModel):
     id: TaskId
     type: str
     queue: str
-    status: Status = Field(description="`queued` for a new task; a replay says where it is now.")
+    status: Status = Field(
+        description="`queued` for a new task, `scheduled` for a delayed one; a replay says "
+        "where it is now."
+    )
     trace_id: str | None = Field(description="W3C trace id of the submission, if traced.")
     created_at: AwareDatetime
+    due_at: AwareDatetime | None = Field(None, description="A delayed task's due time.")
 
 
 class BatchTaskAccepted(TaskAccepted):
@@ -118,6 +122,7 @@ class TaskRecordBody(BaseModel):
     trace_id: str | None
     submitter: str | None
     cancel_requested_at: AwareDatetime | None
+    due_at: AwareDatetime | None = Field(None, description="A delayed task's due time.")
     version: int = Field(ge=1, description="Grows by one with every change; the SSE event id.")
     attempts: list[AttemptBody] | None = Field(
         None, description="Attempt history (single records only, not list items)."

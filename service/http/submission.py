@@ -19,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from warren.service.contracts import TASK_NAME, Catalog, TaskContract
+from warren.service.delays import MAX_DELAY_SECONDS, delay_until
 from warren.service.http.keys import SETTINGS
 from warren.service.http.problems import Problem
 
@@ -53,6 +55,26 @@ class Submission(BaseModel):
         None, ge=0.001, description="Seconds, from 0.001 up to the type's cap."
     )
     priority: int = Field(0, ge=0, le=9, description="AMQP priority (used by priority queues).")
+    delay_seconds: float | None = Field(
+        None,
+        ge=0,
+        description=f"Run no sooner than this (whole seconds, rounded up; "
+        f"at most {MAX_DELAY_SECONDS}).",
+    )
+    run_at: AwareDatetime | None = Field(
+        None, description="Run at this RFC 3339 time (with its offset), to the second."
+    )
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        """Strict mode takes no text for a time: this field is text on the wire."""
+        if not isinstance(value, str):
+            return value if value is None else "not text"  # refused as not a datetime
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("run_at is not an RFC 3339 time") from None
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,8 @@ class ValidSubmission:
     max_attempts: int
     timeout_seconds: float
     priority: int
+    delay_seconds: int = 0  # whole seconds on the delay ladder; 0: straight to the queue
+    due_at: datetime | None = None  # a delayed task's due time
 
 
 def _invalid(errors: list[dict[str, Any]], detail: str) -> Problem:
@@ -242,10 +266,40 @@ def validate(data: Any, catalog: Catalog) -> ValidSubmission:
         )
     if errors:
         raise _invalid(errors, "options beyond the task type's caps")
+    delay, due_at = _delay(submission)
     return ValidSubmission(
+        delay_seconds=delay,
+        due_at=due_at,
         contract=contract,
         payload_json=contract.adapter.dump_json(payload),
         max_attempts=submission.max_attempts or contract.max_attempts,
         timeout_seconds=submission.timeout_seconds or contract.timeout_seconds,
         priority=submission.priority,
     )
+
+
+def _delay(submission: Submission) -> tuple[int, datetime | None]:
+    """The delay in whole seconds and the due time; a 422 beyond the ladder's reach."""
+    if submission.delay_seconds is not None and submission.run_at is not None:
+        raise _invalid(
+            [
+                {
+                    "loc": ["run_at"],
+                    "msg": "give delay_seconds or run_at, not both",
+                    "type": "conflict",
+                }
+            ],
+            "one way to say when",
+        )
+    now = datetime.now(UTC)
+    due = submission.run_at
+    if submission.delay_seconds is not None:
+        due = now + timedelta(seconds=min(submission.delay_seconds, 2.0 * MAX_DELAY_SECONDS))
+    if due is None:
+        return 0, None
+    seconds = delay_until(due, now)
+    if seconds > MAX_DELAY_SECONDS:
+        where = "run_at" if submission.run_at is not None else "delay_seconds"
+        msg = f"at most {MAX_DELAY_SECONDS} s ahead"
+        raise _invalid([{"loc": [where], "msg": msg, "type": "less_than_equal"}], msg)
+    return seconds, (due if seconds else None)

@@ -3,7 +3,10 @@
 The gateway cannot stop a task itself: it broadcasts a cancellation to every
 consumer (``<ns>.control``), and the consumer holding the task acts on it
 (skips the delivery, or stops the running attempt) and publishes the
-``cancelled`` event that finishes the record.
+``cancelled`` event that finishes the record. A delayed task due later than
+consumers remember a cancellation gets it sent again down the delay ladder
+(``warren.service.delays.cancel_later``); its record stays ``scheduled``, with
+the request noted, until it is due and skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from warren.service.delays import cancel_later
 from warren.service.errors import PublishError
 from warren.service.http.keys import PUBLISHER, SETTINGS
 from warren.service.http.problems import Problem
@@ -44,8 +48,11 @@ async def cancel_task(request: web.Request) -> web.Response:
             f"the task is already {record.status.value}; there is nothing to cancel",
         )
     publisher = request.app[PUBLISHER]
+    retention = request.app[SETTINGS].cancellation_retention_seconds
     try:
         await publisher.publish(publisher.names.control_exchange, cancel_message(task_id), "")
+        if record.status is Status.SCHEDULED and record.due_at is not None:
+            await cancel_later(publisher, task_id, record.due_at, retention)
     except PublishError as exc:
         raise Problem(
             503,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry import trace
 
+from warren.service.delays import publish_delayed
 from warren.service.errors import PublishError, QueueFull
 from warren.service.http.auth import CLIENT, authorize_type
 from warren.service.http.idempotency import SubmissionClaim, claim_submission
@@ -33,20 +34,22 @@ async def submit_task(request: web.Request) -> web.Response:
     valid = await _validated(request)
     authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
     envelope = build_envelope(valid, request[CLIENT].id)
-    claim = await claim_submission(request, envelope)  # with an Idempotency-Key: 200/409, or go
+    claim = await claim_submission(request, envelope, valid.due_at)  # keyed: 200/409, or go
     if claim.replay is not None:
         return claim.replay
-    envelope, trace_id = await _publish(request, envelope, claim)
+    envelope, trace_id = await _publish(request, envelope, claim, valid.delay_seconds)
     await claim.record(envelope)
     SUBMISSIONS.add(1, {"type": envelope.type, "outcome": "accepted", "reason": ""})
     body = {
         "id": envelope.id,
         "type": envelope.type,
         "queue": envelope.queue,
-        "status": "queued",
+        "status": "scheduled" if valid.due_at else "queued",
         "trace_id": trace_id,
         "created_at": envelope.created_at.isoformat(),
     }
+    if valid.due_at:
+        body["due_at"] = valid.due_at.isoformat()
     location = {"Location": f"/v1/tasks/{envelope.id}"}
     if wait and (record := await final_record(request, envelope.id, wait)) and record.final:
         return json_response(record_json(request, record), 200, location)
@@ -66,7 +69,7 @@ async def _validated(request: web.Request) -> ValidSubmission:
 
 
 async def _publish(
-    request: web.Request, envelope: Envelope, claim: SubmissionClaim
+    request: web.Request, envelope: Envelope, claim: SubmissionClaim, delay_seconds: int = 0
 ) -> tuple[Envelope, str | None]:
     """Publish from a producer span (the task's trace continues from it) and wait for the
     confirm; the envelope as published and its trace id. Not confirmed: 503, or 429 when
@@ -80,7 +83,10 @@ async def _publish(
     ) as span:
         envelope = envelope.traced(inject())
         try:
-            await publisher.publish_task(envelope)
+            if delay_seconds:  # onto the broker's delay ladder, never held by a process
+                await publish_delayed(publisher, envelope, delay_seconds)
+            else:
+                await publisher.publish_task(envelope)
         except PublishError as exc:
             await claim.release()
             span.record_exception(exc)

@@ -95,6 +95,7 @@ def merge(record: TaskRecord | None, change: Change) -> TaskRecord:
         published=True,  # the gateway writes `queued` after the confirm; events prove a run
         cancel_requested_at=base.cancel_requested_at,
         attempts=attempts,
+        due_at=base.due_at or change.due_at,
     )
     if record is None:
         return merged

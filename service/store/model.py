@@ -98,6 +98,8 @@ class Change(BaseModel):
     # consumers older than that do not; the record then takes them from another change).
     created_at: AwareDatetime | None = None
     submitter: str | None = Field(None, max_length=TEXT_LIMITS["submitter"])
+    # A delayed task's due time: on the gateway's ``scheduled`` write (events need not repeat it).
+    due_at: AwareDatetime | None = None
 
     @field_validator(
         "type",
@@ -213,6 +215,7 @@ class TaskRecord:
     published: bool = True
     cancel_requested_at: datetime | None = None
     attempts: tuple[AttemptRecord, ...] = ()
+    due_at: datetime | None = None  # a delayed task: when it is due to run
 
     @property
     def final(self) -> bool:
@@ -238,6 +241,7 @@ class TaskRecord:
             "trace_id": self.trace_id,
             "submitter": self.submitter,
             "cancel_requested_at": _iso(self.cancel_requested_at),
+            "due_at": _iso(self.due_at),
             "version": self.version,
         }
         if history:

@@ -64,7 +64,12 @@ def _v3(d: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema, _v3)
+def _v4(d: Dialect) -> list[str]:
+    """A delayed task's due time (``scheduled`` records)."""
+    return [f"ALTER TABLE {TABLE} ADD COLUMN due_at {d.time_type}"]
+
+
+MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema, _v3, _v4)
 
 
 async def migrate(db: Database) -> int:

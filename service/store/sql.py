@@ -43,9 +43,10 @@ COLUMNS = (
     "published",
     "cancel_requested_at",
     "attempts",
+    "due_at",
 )
 TIME_COLUMNS = frozenset(
-    {"created_at", "updated_at", "started_at", "finished_at", "cancel_requested_at"}
+    {"created_at", "updated_at", "started_at", "finished_at", "cancel_requested_at", "due_at"}
 )
 JSON_COLUMNS = frozenset({"result", "attempts"})
 _COLS = ", ".join(COLUMNS)
@@ -150,6 +151,7 @@ def encode(record: TaskRecord, dialect: Dialect) -> tuple[Any, ...]:
         record.published,
         dialect.encode_time(record.cancel_requested_at),
         dialect.encode_json([a.to_json() for a in record.attempts]),
+        dialect.encode_time(record.due_at),
     )
 
 

@@ -42,7 +42,7 @@ from warren.service.wire.envelope import APP_ID, CONTENT_TYPE, Envelope
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 EVENT_TYPES = {s: f"warren.event.{s.value}" for s in Status}
 # Said only when known (every event says the rest, null or not).
-DETAILS = ("next_delay_seconds", "error_type", "error", "reason", "started_at")
+DETAILS = ("next_delay_seconds", "error_type", "error", "reason", "started_at", "due_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,7 @@ def task_change(
     error: str | None = None,
     reason: str | None = None,
     next_delay_seconds: float | None = None,
+    due_at: datetime | None = None,
 ) -> Change:
     """What ``envelope``'s task just went through (``at``, default now), as a ``Change``.
 
@@ -98,6 +99,7 @@ def task_change(
         started_at=started_at,
         created_at=envelope.created_at,
         submitter=envelope.submitter,
+        due_at=due_at,
     )
 
 

@@ -96,6 +96,7 @@ class TaskRecord(_Body):
     trace_id: str | None = None
     submitter: str | None = None
     cancel_requested_at: datetime | None = None
+    due_at: datetime | None = None
     version: int
     attempts: list[Attempt] | None = None
     trace_url: str | None = None
