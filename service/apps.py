@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings
 
 from warren.service.contracts import Catalog, TaskContract
 from warren.service.errors import ConfigurationError
+from warren.service.schedules import Schedule, check_schedules
 from warren.service.tasks import BUILTIN_CATALOG
 
 APP_ATTRIBUTE = "app"  # what ``--app module`` looks for, unless given as ``module:attribute``
@@ -39,11 +40,13 @@ class App:
     ``handlers``: names of the modules that hold the handlers (``@warren.handles``); only
     consumers import them. ``settings``: the app's own settings class (a pydantic-settings
     ``BaseSettings``); consumers build it once and hand it to handlers as ``ctx.settings``.
+    ``schedules``: tasks submitted on a schedule (``Schedule``), fired by ``warren scheduler``.
     """
 
     contracts: Iterable[TaskContract[Any]] = ()
     handlers: Iterable[str] = ()
     settings: type[BaseSettings] | None = None
+    schedules: Iterable[Schedule] = ()
     catalog: Catalog = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +57,8 @@ class App:
             object.__setattr__(self, "catalog", BUILTIN_CATALOG.extended(contracts))
         except ValueError as exc:  # a name used twice, or one of the built-in names
             raise ConfigurationError(f"app: {exc}") from None
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        check_schedules(self.schedules, self.catalog)
 
     def build_settings(self) -> Any:
         """The handlers' settings, read from the environment; a clear error when invalid."""

@@ -15,7 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from warren.service import dead_cli, keys_cli, loops, queues_cli, tasks_cli, topology_cli
+from warren.service import (
+    dead_cli,
+    keys_cli,
+    loops,
+    queues_cli,
+    scheduler_cli,
+    tasks_cli,
+    topology_cli,
+)
 from warren.service.apps import App, load_app
 from warren.service.errors import ConfigurationError
 from warren.service.logs import setup_logging
@@ -201,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=cmd_dev)
     topology_cli.add_parser(sub, common).set_defaults(func=cmd_topology)
+    scheduler_cli.add_parser(sub, common)  # `warren scheduler`, `warren schedules`
     tasks_cli.add_parser(sub)  # `warren tasks submit|get|list|watch|cancel`, over the HTTP API
     keys_cli.add_parser(sub)  # `warren keys new`: an API key's token and its entry
     queues_cli.add_parser(sub)  # `warren queues [--watch S]`, over the HTTP API

@@ -1,4 +1,5 @@
-"""``warren dev``: the gateway and one consumer per known queue as child processes.
+"""``warren dev``: the gateway, one consumer per known queue and (with schedules) the
+scheduler, as child processes.
 
 For a laptop or a machine that already runs RabbitMQ. Children are real
 ``warren`` processes, so what runs here is what a deployment runs; they are
@@ -85,6 +86,8 @@ def _commands(settings: Settings, app: App, port: int | None) -> dict[str, list[
     for i, queue in enumerate(app.catalog.queues):
         health = str(settings.health_port + i if settings.health_port else 0)
         commands[queue] = [*me, "consume", "--queue", queue, "--health-port", health]
+    if app.schedules:  # the app's cron schedules
+        commands["scheduler"] = [*me, "scheduler"]
     return commands
 
 

@@ -105,6 +105,11 @@ class Names:
         return self.delay_exchange(DELAY_LEVELS - 1)
 
     @property
+    def scheduler_leader(self) -> str:
+        """Single-active-consumer queue: its one active consumer is the scheduler leader."""
+        return f"{self.namespace}.scheduler.leader"
+
+    @property
     def control_relay(self) -> str:
         """Delayed control messages, due: gateways relay them into the control stream (a
         broker dead-letters into no stream, so the ladder cannot reach it directly)."""
@@ -265,6 +270,15 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
     queue_specs: list[QueueSpec] = [
         QueueSpec(names.recorder_queue, _queue_args(settings)),
         QueueSpec(names.control_stream, CONTROL_STREAM_ARGS),
+        # One token that the active consumer holds; at most one more waits (drop-head).
+        QueueSpec(
+            names.scheduler_leader,
+            (
+                ("x-max-length", 1),
+                ("x-queue-type", settings.queue_type),
+                ("x-single-active-consumer", True),
+            ),
+        ),
     ]
     bindings: list[BindingSpec] = [
         BindingSpec(names.events_exchange, names.recorder_queue, "#"),

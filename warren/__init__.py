@@ -54,6 +54,7 @@ from warren.consumers.registry import handles
 from warren.service.apps import App
 from warren.service.contracts import Backoff, Payload, TaskContract
 from warren.service.errors import Permanent, Retry
+from warren.service.schedules import Schedule
 
 __all__ = [
     "App",
@@ -70,6 +71,7 @@ __all__ = [
     "ProblemError",
     "RateLimited",
     "Retry",
+    "Schedule",
     "ServerError",
     "TaskContext",
     "TaskContract",

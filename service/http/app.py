@@ -33,6 +33,7 @@ from warren.service.http.openapi import serve_openapi
 from warren.service.http.problems import problem_middleware
 from warren.service.http.queues import list_queues
 from warren.service.http.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
+from warren.service.http.schedules import add_schedule_routes
 from warren.service.http.task_views import add_task_routes
 from warren.service.http.tracing import server_span_middleware
 from warren.service.settings import Settings
@@ -99,4 +100,5 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     add_dead_letter_routes(app)  # after the store: the keeper writes into it
     app.router.add_get("/v1/queues", list_queues)
     add_console_routes(app)  # /console (open: no data in it) and its event stream
+    add_schedule_routes(app, tuple(load_app(settings.app).schedules))
     return app

@@ -232,6 +232,12 @@ def _paths(catalog: Catalog) -> dict[str, Any]:
             json_content({"type": "array", "items": ref("TaskTypeInfo")}, "The catalog."),
             *AUTH,
         ),
+        "/v1/schedules": _simple(
+            "schedules",
+            "The app's schedules with their last and next tick (scope `read`).",
+            json_content(ref("SchedulePage"), "Every schedule."),
+            *AUTH,
+        ),
         "/healthz": _simple(
             "healthz", "The process is alive.", json_content(ref("Health"), "Alive.")
         ),

@@ -135,6 +135,26 @@ class TaskPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
+class ScheduleState(BaseModel):
+    """One schedule (``warren.Schedule``): when it fires, and its last and next tick."""
+
+    id: str
+    type: str = Field(description="The task type it submits.")
+    cron: str | None
+    every_seconds: float | None
+    timezone: str
+    missed: Literal["skip", "last"] = Field(description="After downtime: skip, or run the last.")
+    submitter: str = Field(description="The client its tasks belong to.")
+    last_tick: AwareDatetime | None = Field(description="The latest tick fired (recent ones).")
+    last_task_id: TaskId | None
+    last_status: Status | None
+    next_tick: AwareDatetime
+
+
+class SchedulePage(BaseModel):
+    items: list[ScheduleState]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 
@@ -150,6 +170,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     TaskTypeInfo,
     TaskRecordBody,
     TaskPage,
+    SchedulePage,
     Health,
     Ready,
 )

@@ -9,7 +9,8 @@
 * ``batches``: many events of one routing key in one message, as consumers
   publish them (``event_batch``; ``decode_events`` and ``event_objects`` read
   batches and single events alike);
-* ``control``: commands from the gateway to every consumer (cancellations).
+* ``control``: commands from the gateway to every consumer (cancellations), and the
+  scheduler leader's token.
 
 Other modules build no message body, header or property of their own, and
 decode none: the consumer's delivery path reads a delivery's ids only to label
@@ -26,7 +27,14 @@ from warren.service.wire.batches import (
     event_objects,
     events_in,
 )
-from warren.service.wire.control import ControlMessage, cancel_message, parse_control, sync_message
+from warren.service.wire.control import (
+    ControlMessage,
+    cancel_message,
+    leader_token,
+    parse_control,
+    parse_leader_token,
+    sync_message,
+)
 from warren.service.wire.dead import dead_letter_message
 from warren.service.wire.envelope import (
     CONTENT_TYPE,
@@ -61,7 +69,9 @@ __all__ = [
     "event_message",
     "event_objects",
     "events_in",
+    "leader_token",
     "parse_control",
+    "parse_leader_token",
     "sync_message",
     "task_change",
 ]

@@ -63,3 +63,26 @@ def parse_control(body: bytes) -> ControlMessage | None:
     if kind == "sync" and isinstance(value, str):
         return ControlMessage("sync", value, at)
     return None
+
+
+def leader_token(fired_through: datetime) -> aio_pika.Message:
+    """The scheduler leader's token (``warren.service.scheduler``): whoever holds it leads,
+    and every tick up to ``fired_through`` was fired when it was published."""
+    body = {"kind": "leader", "fired_through": fired_through.isoformat()}
+    return aio_pika.Message(
+        orjson.dumps(body),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        type="warren.control.leader",
+        app_id=APP_ID,
+    )
+
+
+def parse_leader_token(body: bytes) -> datetime | None:
+    """The token's ``fired_through``; None for anything else."""
+    try:
+        data = orjson.loads(body)
+        when = datetime.fromisoformat(data["fired_through"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else None

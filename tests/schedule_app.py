@@ -1,0 +1,9 @@
+"""An app with schedules, for the scheduler's tests (``WARREN_APP=tests.schedule_app``)."""
+
+import warren
+
+every5 = warren.Schedule("every5", "diag.echo", {"message": "tick"}, every=5)
+nightly = warren.Schedule(
+    "nightly", "diag.echo", {"message": "night"}, cron="30 2 * * *", timezone="Europe/Paris"
+)
+app = warren.App(schedules=[every5, nightly])
