@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from tests.conftest import StartConsumer, make_settings
 from tests.store.support import Client, get_task, status_becomes, submit
 from tests.support import Events
 from warren.service import topology
-from warren.service.delays import delay_until
+from warren.service.amqp import Publisher
+from warren.service.delays import delay_until, publish_delayed
 from warren.service.settings import Settings
+from warren.service.store.model import new_task_id
 from warren.service.topology import MAX_DELAY_SECONDS, Names
+from warren.service.wire import Envelope
 
 ECHO = {"type": "diag.echo", "payload": {"message": "later"}}
 
@@ -165,3 +169,44 @@ async def test_a_batch_takes_delayed_tasks_beside_immediate_ones(
         done = await get_task(gateway, task["id"], wait=10)
         started = datetime.fromisoformat(done["started_at"])
         assert started >= datetime.fromisoformat(task["created_at"]) + timedelta(seconds=2)
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_the_ladder_delivers_in_due_order_on_both_queue_types(
+    settings: Settings,
+    channel: AbstractChannel,
+    connection: AbstractRobustConnection,
+    queue_type: str,
+) -> None:
+    # Given the ladder on quorum or classic queues, and tasks due in 3, 1 and 2 s
+    shape = topology.build(settings.model_copy(update={"queue_type": queue_type}), ["diag"])
+    publisher = await Publisher.open(connection, shape, 5.0)
+    started = time.monotonic()
+    for seconds in (3, 1, 2):
+        await publish_delayed(publisher, _envelope(str(seconds)), seconds)
+    # Then each reaches its work queue when due, the shortest first
+    work = await channel.declare_queue(shape.names.work_queue("diag"), passive=True)
+    arrived: list[tuple[bytes, float]] = []
+    async with asyncio.timeout(10):
+        while len(arrived) < 3:
+            message = await work.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.02)
+                continue
+            arrived.append((message.body, time.monotonic() - started))
+    assert [body for body, _ in arrived] == [b'"1"', b'"2"', b'"3"']
+    for (_, after), due in zip(arrived, (1, 2, 3), strict=True):
+        assert due <= after < due + 0.5
+
+
+def _envelope(body: str) -> Envelope:
+    return Envelope(
+        id=new_task_id(),
+        type="diag.echo",
+        queue="diag",
+        body=f'"{body}"'.encode(),
+        attempt=1,
+        max_attempts=1,
+        timeout_seconds=5,
+        created_at=datetime.now(UTC),
+    )
