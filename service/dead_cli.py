@@ -15,12 +15,12 @@ from typing import Any, TextIO
 
 import httpx
 
+from warren.service import terminal
 from warren.service.ops_cli import (
     add_connection_options,
     base_url,
     call,
     guarded,
-    progress,
     table,
 )
 
@@ -98,7 +98,7 @@ def _list(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> int:
         ]
         for x in page["items"]
     ]
-    out.write(table(headers, rows))
+    out.write(table(headers, rows, out))
     if page["next_cursor"]:
         out.write(f"more: --cursor {page['next_cursor']}\n")
     return 0
@@ -115,15 +115,16 @@ def _act(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> int:
     if not args.yes and not _confirmed(args.action, len(ids)):
         return 1
     done = 0
-    for start in range(0, len(ids), CHUNK):
-        answer = call(
-            http,
-            "POST",
-            f"/v1/dead-letters/{args.action}",
-            json={"ids": ids[start : start + CHUNK]},
-        )
-        done += int(answer["replayed" if args.action == "replay" else "discarded"])
-        progress(min(start + CHUNK, len(ids)), len(ids), sys.stderr)
+    with terminal.progress(args.action, len(ids)) as sent:
+        for start in range(0, len(ids), CHUNK):
+            answer = call(
+                http,
+                "POST",
+                f"/v1/dead-letters/{args.action}",
+                json={"ids": ids[start : start + CHUNK]},
+            )
+            done += int(answer["replayed" if args.action == "replay" else "discarded"])
+            sent(min(start + CHUNK, len(ids)))
     verb = "replayed" if args.action == "replay" else "discarded"
     out.write(json.dumps({verb: done}) + "\n" if args.json else f"{verb} {done} of {len(ids)}\n")
     return 0

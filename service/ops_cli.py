@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from warren.service import terminal
+
 
 class ApiError(Exception):
     """The gateway answered with a problem (its ``detail``, or its title)."""
@@ -84,19 +86,6 @@ def guarded(run: Any, args: argparse.Namespace, base: str, out: TextIO) -> int:
         return 2
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, two spaces apart."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    return "".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
-        for line in [headers, *rows]
-    )
-
-
-def progress(done: int, total: int, out: TextIO, width: int = 30) -> None:
-    """A one-line bar, redrawn in place (``\\r``), ended once complete."""
-    filled = width * done // total if total else width
-    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        out.write("\n")
-    out.flush()
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> str:
+    """The rows under their headers, drawn like every other table of the command."""
+    return terminal.table(headers, rows, out.isatty())

@@ -35,7 +35,7 @@ def show(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> int:
         else:
             if args.watch:
                 out.write("\x1b[H\x1b[2J")  # clear the screen: the table redrawn in place
-            out.write(table(HEADERS, [_row(q) for q in body["queues"]]))
+            out.write(table(HEADERS, [_row(q) for q in body["queues"]], out))
         out.flush()
         if not args.watch:
             return 0

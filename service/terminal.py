@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
 from rich import box
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 UNLIMITED = 100_000  # columns, off a terminal: lines are never wrapped or cut
@@ -67,3 +67,20 @@ def waiting(what: str, out: TextIO | None = None) -> Iterator[None]:
     ) as bar:
         bar.add_task(what, total=None)
         yield
+
+
+@contextmanager
+def progress(what: str, total: int, out: TextIO | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar (stderr by default), drawn by rich on a terminal; elsewhere one plain
+    line when done, so logs and scripts get the count without redrawn lines. Yields
+    ``done(n)``: n of ``total`` are done."""
+    stream = out or sys.stderr
+    if not stream.isatty():
+        reached = [0]
+        yield lambda n: reached.__setitem__(0, n)
+        stream.write(f"{what}: {reached[0]}/{total}\n")
+        return
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console(stream)) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, completed=n)
