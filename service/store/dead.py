@@ -12,7 +12,6 @@ meanwhile keeps its new dead letter).
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import Any
 import orjson
 
 from warren.service.store.db import Database
-from warren.service.store.sql import Dialect
+from warren.service.store.sql import Dialect, decode_cursor, encode_position
 
 DEAD_TABLE = "warren_dead_letters"
 DEAD_COLUMNS = (
@@ -139,21 +138,10 @@ class DeadQuery:
 
 
 def encode_dead_cursor(letter: DeadLetter) -> str:
-    raw = orjson.dumps([letter.dead_at.isoformat(), letter.id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_position(letter.dead_at, letter.id)
 
 
-def decode_dead_cursor(cursor: str) -> tuple[datetime, str]:
-    """The position a cursor stands for; ``ValueError`` for anything not made by us."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when_text, letter_id = orjson.loads(raw)
-        when = datetime.fromisoformat(when_text)
-    except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ValueError("not a cursor of this API") from exc
-    if when.tzinfo is None or not isinstance(letter_id, str):
-        raise ValueError("not a cursor of this API")
-    return when, letter_id
+decode_dead_cursor = decode_cursor  # the same (time, id) position as the task list's
 
 
 class DeadLetterStore:

@@ -226,7 +226,12 @@ def list_sql(query: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
 
 
 def encode_cursor(record: TaskRecord) -> str:
-    raw = orjson.dumps([record.created_at.isoformat(), record.id])
+    return encode_position(record.created_at, record.id)
+
+
+def encode_position(when: datetime, key: str) -> str:
+    """A page's end as an opaque cursor: its (time, id), the order every list pages in."""
+    raw = orjson.dumps([when.isoformat(), key])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from tests.faults.ledger import Ledger, Told
+from warren.service.store.model import FINAL
 
-FINAL = frozenset({"succeeded", "dead", "cancelled"})
 POLL_WAIT = 5  # seconds each long-poll waits for a final state
 
 
