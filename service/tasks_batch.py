@@ -9,6 +9,7 @@ printed in the file's order; the exit status is 0 only if every task was accepte
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,7 +17,7 @@ import orjson
 
 from warren.client import BatchItem, Client, ProblemError, Submission
 
-FIELDS = ("max_attempts", "timeout_seconds", "priority", "idempotency_key")
+FIELDS = ("max_attempts", "timeout_seconds", "priority", "idempotency_key", "delay_seconds")
 
 
 class BatchFileError(ValueError):
@@ -51,10 +52,20 @@ def _json_lines(text: str) -> list[Any]:
 def _submission(n: int, item: Any) -> Submission:
     if not isinstance(item, dict) or not isinstance(item.get("type"), str):
         raise BatchFileError(f"task {n} is not an object with a type")
-    if unknown := set(item) - {"type", "payload", *FIELDS}:
+    if unknown := set(item) - {"type", "payload", "run_at", *FIELDS}:
         raise BatchFileError(f"task {n} has unknown fields: {', '.join(sorted(unknown))}")
     options = {name: item[name] for name in FIELDS if name in item}
+    if "run_at" in item:
+        options["run_at"] = _time(n, item["run_at"])
     return Submission(item["type"], item.get("payload", {}), **options)
+
+
+def _time(n: int, text: Any) -> datetime:
+    """``run_at`` as the client takes it: a datetime (the file holds its RFC 3339 text)."""
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise BatchFileError(f"task {n}: run_at is not an RFC 3339 time") from None
 
 
 def submit_batch(client: Client, path: str, as_json: bool, out: TextIO) -> int:

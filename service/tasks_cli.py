@@ -124,6 +124,23 @@ def _add_submit(
     submit.add_argument("--max-attempts", type=int, metavar="N", help="attempts before dead")
     submit.add_argument("--timeout-seconds", type=float, metavar="S", help="of one attempt")
     submit.add_argument("--priority", type=int, metavar="P", help="0 to 9")
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument(
+        "--delay", type=float, dest="delay_seconds", metavar="S", help="run S seconds from now"
+    )
+    later.add_argument(
+        "--run-at", type=_aware_time, metavar="T", help="run at T (RFC 3339, with its offset)"
+    )
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an RFC 3339 time") from None
+    if value.utcoffset() is None:
+        raise argparse.ArgumentTypeError("give the time's offset, e.g. 2030-01-01T09:00:00Z")
+    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -182,7 +199,14 @@ def _submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         except (OSError, BatchFileError) as exc:
             print(f"error: {args.batch}: {exc}", file=sys.stderr)
             return 2
-    names = ("max_attempts", "timeout_seconds", "priority", "idempotency_key")
+    names = (
+        "max_attempts",
+        "timeout_seconds",
+        "priority",
+        "idempotency_key",
+        "delay_seconds",
+        "run_at",
+    )
     options = {n: getattr(args, n) for n in names}
     if args.wait is None:
         accepted = client.submit(args.type, args.payload, **options)
@@ -280,6 +304,7 @@ def describe_accepted(accepted: TaskAccepted) -> str:
             ("type", f"{accepted.type} (queue {accepted.queue})"),
             ("status", status),
             ("created", _when(accepted.created_at)),
+            *([("due", _when(accepted.due_at))] if accepted.due_at else []),
             ("trace", accepted.trace_id or "-"),
         ]
     )

@@ -109,3 +109,30 @@ async def test_submit_with_an_idempotency_key_and_the_refusals_a_person_sees(
     with pytest.raises(SystemExit) as usage:
         parser().parse_args(["tasks", "submit", "diag.echo", "--payload", "[1]"])
     assert usage.value.code == 2 and "a JSON object" in capsys.readouterr().err
+
+
+async def test_submit_later_with_delay_or_run_at(
+    gateway: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = await tasks(
+        gateway, "submit", "diag.echo", "--payload", '{"message": "x"}', "--delay", "90"
+    )
+    assert code == 0 and "status      scheduled" in text and "due " in text
+    task_id = text.split()[1]
+    assert (await get_task(gateway, task_id))["status"] == "scheduled"
+    code, text = await tasks(
+        gateway,
+        "submit",
+        "diag.echo",
+        "--payload",
+        '{"message": "x"}',
+        "--run-at",
+        "2099-01-01T00:00:00Z",
+    )
+    assert code == 1 and "run_at: at most" in capsys.readouterr().err  # beyond the ladder
+    with pytest.raises(SystemExit):  # one way to say when
+        parser().parse_args(["tasks", "submit", "diag.echo", "--delay", "1", "--run-at", "x"])
+    with pytest.raises(SystemExit):  # a time without its offset is refused before sending
+        parser().parse_args(["tasks", "submit", "diag.echo", "--run-at", "2030-01-01T00:00:00"])
+    code, _ = await tasks(gateway, "cancel", task_id)
+    assert code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -34,7 +35,7 @@ class Submission:
 
     ``task`` is a type name or its ``TaskContract`` (then ``payload`` and the options are
     validated locally, as ``submit`` does); ``idempotency_key`` a string, or ``True`` to
-    generate one.
+    generate one; ``delay_seconds`` or ``run_at`` (aware, sent as RFC 3339) to run it later.
     """
 
     task: str | TaskContract[Any]
@@ -43,6 +44,8 @@ class Submission:
     timeout_seconds: float | None = None
     priority: int | None = None
     idempotency_key: str | bool | None = None
+    delay_seconds: float | None = None
+    run_at: datetime | None = None
 
     def body(self) -> tuple[dict[str, Any], str | None]:
         """The submission's JSON body and its idempotency key (generated if asked for);
@@ -57,8 +60,36 @@ class Submission:
         body.update((name, value) for name, value in options.items() if value is not None)
         if self.priority is not None:
             body["priority"] = self.priority
+        body.update(when(self.delay_seconds, self.run_at))
         key = self.idempotency_key
         return body, uuid.uuid4().hex if key is True else key or None
+
+
+def when(delay_seconds: float | None, run_at: datetime | None) -> dict[str, Any]:
+    """The body's ``delay_seconds`` or ``run_at``; the gateway's 422 for what it would refuse
+    whatever the clock says (both given, a negative delay, a time without its offset)."""
+    if delay_seconds is not None and run_at is not None:
+        raise _invalid(
+            [
+                {
+                    "loc": ["run_at"],
+                    "msg": "give delay_seconds or run_at, not both",
+                    "type": "conflict",
+                }
+            ],
+            "one way to say when",
+        )
+    if delay_seconds is not None:
+        if delay_seconds < 0:
+            error = {"loc": ["delay_seconds"], "msg": "at least 0", "type": "greater_than_equal"}
+            raise _invalid([error], "a delay is 0 or more seconds")
+        return {"delay_seconds": delay_seconds}
+    if run_at is not None:
+        if run_at.utcoffset() is None:
+            msg = "Input should have timezone info"
+            raise _invalid([{"loc": ["run_at"], "msg": msg, "type": "timezone_aware"}], msg)
+        return {"run_at": run_at.isoformat()}
+    return {}
 
 
 def submit_call(submission: Submission, wait: float | None = None) -> Call[Submitted]:

@@ -54,6 +54,7 @@ class TaskAccepted(_Body):
     status: Status
     trace_id: str | None = None
     created_at: datetime
+    due_at: datetime | None = None  # a delayed task: ``scheduled`` until then
     replayed: bool = False
     idempotency_key: str | None = None
 

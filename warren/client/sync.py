@@ -92,6 +92,8 @@ class Client:
         timeout_seconds: float | None = None,
         priority: int | None = None,
         idempotency_key: str | bool | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | None = None,
         wait: None = None,
     ) -> TaskAccepted: ...
 
@@ -105,6 +107,8 @@ class Client:
         timeout_seconds: float | None = None,
         priority: int | None = None,
         idempotency_key: str | bool | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | None = None,
         wait: float,
     ) -> TaskAccepted | TaskRecord: ...
 
@@ -117,6 +121,8 @@ class Client:
         timeout_seconds: float | None = None,
         priority: int | None = None,
         idempotency_key: str | bool | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | None = None,
         wait: float | None = None,
     ) -> TaskAccepted | TaskRecord:
         """Submit a task; the accepted task (``.id``, ``.trace_id``) once the broker has it.
@@ -130,9 +136,20 @@ class Client:
 
         ``wait`` (seconds, up to 60: the gateway's cap) submits and waits in one request:
         the task's final ``TaskRecord`` if it ends in time, else the ``TaskAccepted``.
+
+        ``delay_seconds`` (whole seconds, rounded up) or ``run_at`` (a timezone-aware
+        ``datetime``, sent as RFC 3339) runs the task later: it is ``scheduled`` until
+        ``.due_at``, held on the broker. Giving both raises ``ValidationFailed``.
         """
         submission = Submission(
-            task, payload, max_attempts, timeout_seconds, priority, idempotency_key
+            task,
+            payload,
+            max_attempts,
+            timeout_seconds,
+            priority,
+            idempotency_key,
+            delay_seconds,
+            run_at,
         )
         return self._do(submit_call(submission, wait))
 
