@@ -80,16 +80,20 @@ def submitted(envelope: Envelope, due_at: datetime | None = None) -> Change:
 
 
 async def claim_submission(
-    request: web.Request, envelope: Envelope, due_at: datetime | None = None
+    request: web.Request,
+    envelope: Envelope,
+    due_at: datetime | None = None,
+    when: str | None = None,
 ) -> SubmissionClaim:
     """The claim of ``envelope``'s task; with an ``Idempotency-Key``, the key claimed for it.
 
-    A key already used by the same client with the same submission gives the
-    original task (``replay``); with another submission, a 409. A duplicate
-    arriving while the first is still being published waits for it.
+    A key already used by the same client with the same submission (``when``: its delay
+    as asked, see ``submission.asked_delay``) gives the original task (``replay``); with
+    another submission, a 409. A duplicate arriving while the first is still being
+    published waits for it.
     """
     key = request.headers.get("Idempotency-Key")
-    claim = await claim_key(request, envelope, key, due_at)
+    claim = await claim_key(request, envelope, key, due_at, when)
     if claim.original is not None:
         claim.replay = _replay(claim.original)
     return claim
@@ -107,11 +111,16 @@ def check_key(key: str) -> None:
 
 
 async def claim_key(
-    request: web.Request, envelope: Envelope, key: str | None, due_at: datetime | None = None
+    request: web.Request,
+    envelope: Envelope,
+    key: str | None,
+    due_at: datetime | None = None,
+    when: str | None = None,
 ) -> SubmissionClaim:
     """The claim of ``envelope``'s task on ``key`` (None: no key, nothing to claim); with
     ``original`` set when the key names a task submitted before (a batch item's key too).
-    ``due_at``: a delayed task, whose record says ``scheduled``."""
+    ``due_at``: a delayed task, whose record says ``scheduled``; ``when``: its delay as
+    asked for, part of the fingerprint."""
     claim = SubmissionClaim(request.app, envelope.id, due_at=due_at)
     if key is None:
         return claim
@@ -121,7 +130,7 @@ async def claim_key(
         merge(None, submitted(envelope, due_at)),
         published=False,
         idempotency_key=key,
-        request_hash=fingerprint(envelope),
+        request_hash=fingerprint(envelope, when),
     )
     try:
         claim.original = await _claim_or_replay(request, record)
@@ -130,13 +139,19 @@ async def claim_key(
     return claim
 
 
-def fingerprint(envelope: Envelope) -> str:
-    """What makes two submissions "the same" for a key: the normalised submission."""
-    digest = hashlib.sha256(
-        orjson.dumps(
-            [envelope.type, envelope.max_attempts, envelope.timeout_seconds, envelope.priority]
-        )
-    )
+def fingerprint(envelope: Envelope, when: str | None = None) -> str:
+    """What makes two submissions "the same" for a key: the normalised submission, its
+    delay as asked for (``when``) included. A submission without a delay hashes as it
+    did before delays existed, so the claims already stored keep matching."""
+    options: list[Any] = [
+        envelope.type,
+        envelope.max_attempts,
+        envelope.timeout_seconds,
+        envelope.priority,
+    ]
+    if when is not None:
+        options.append(when)
+    digest = hashlib.sha256(orjson.dumps(options))
     digest.update(envelope.body)
     return digest.hexdigest()
 

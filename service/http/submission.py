@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,6 +87,7 @@ class ValidSubmission:
     priority: int
     delay_seconds: int = 0  # whole seconds on the delay ladder; 0: straight to the queue
     due_at: datetime | None = None  # a delayed task's due time
+    when: str | None = None  # the delay as asked for, normalised: part of a key's fingerprint
 
 
 def _invalid(errors: list[dict[str, Any]], detail: str) -> Problem:
@@ -270,12 +272,25 @@ def validate(data: Any, catalog: Catalog) -> ValidSubmission:
     return ValidSubmission(
         delay_seconds=delay,
         due_at=due_at,
+        when=asked_delay(submission),
         contract=contract,
         payload_json=contract.adapter.dump_json(payload),
         max_attempts=submission.max_attempts or contract.max_attempts,
         timeout_seconds=submission.timeout_seconds or contract.timeout_seconds,
         priority=submission.priority,
     )
+
+
+def asked_delay(submission: Submission) -> str | None:
+    """The delay as the client said it, normalised (``delay_seconds=N`` in whole seconds
+    rounded up, or ``run_at=`` in UTC); None for "now". Two submissions under one
+    ``Idempotency-Key`` are the same only if they say the same here: a fixed delay is the
+    same delay later too, a due time the same instant."""
+    if submission.run_at is not None:
+        return f"run_at={submission.run_at.astimezone(UTC).isoformat()}"
+    if submission.delay_seconds:
+        return f"delay_seconds={math.ceil(submission.delay_seconds)}"
+    return None
 
 
 def _delay(submission: Submission) -> tuple[int, datetime | None]:

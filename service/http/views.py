@@ -34,7 +34,7 @@ async def submit_task(request: web.Request) -> web.Response:
     valid = await _validated(request)
     authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
     envelope = build_envelope(valid, request[CLIENT].id)
-    claim = await claim_submission(request, envelope, valid.due_at)  # keyed: 200/409, or go
+    claim = await claim_submission(request, envelope, valid.due_at, valid.when)  # 200/409/go
     if claim.replay is not None:
         return claim.replay
     envelope, trace_id = await _publish(request, envelope, claim, valid.delay_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
@@ -46,6 +47,29 @@ async def test_another_submission_with_a_used_key_is_a_conflict(gateway: Client)
     assert changed.status == 409 and (await changed.json())["code"] == "idempotency-key-reused"
     bad = await post(gateway, BODY, "x" * 256)
     assert bad.status == 400
+
+
+async def test_the_delay_is_part_of_what_a_key_names(gateway: Client) -> None:
+    # Given a task delayed by 60 s under a key
+    first = await post(gateway, {**BODY, "delay_seconds": 60}, "later")
+    assert first.status == 202 and (await first.json())["status"] == "scheduled"
+    # When the same delay is sent again (59.2 s is 60 once rounded up), Then it is a replay
+    again = await post(gateway, {**BODY, "delay_seconds": 59.2}, "later")
+    assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    # When another delay, a due time or no delay is sent with that key, Then a 409 each
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    for other in ({"delay_seconds": 61}, {"run_at": tomorrow.isoformat()}, {}):
+        changed = await post(gateway, {**BODY, **other}, "later")
+        assert changed.status == 409, other
+        assert (await changed.json())["code"] == "idempotency-key-reused"
+    # And a due time matches the same instant, whatever its offset
+    paris = timezone(timedelta(hours=1))
+    at = await post(gateway, {**BODY, "run_at": tomorrow.astimezone(paris).isoformat()}, "at")
+    assert at.status == 202
+    same = await post(gateway, {**BODY, "run_at": tomorrow.isoformat()}, "at")
+    assert same.status == 200 and (await same.json())["id"] == (await at.json())["id"]
+    later = (tomorrow + timedelta(seconds=1)).isoformat()
+    assert (await post(gateway, {**BODY, "run_at": later}, "at")).status == 409
 
 
 async def test_concurrent_duplicates_make_one_task_and_one_message(
