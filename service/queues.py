@@ -4,7 +4,10 @@ The broker's counts come from passive declares (``queue.declare`` with
 ``passive``: the ready count and consumers, no permission needed, no
 management plugin). AMQP does not say how many deliveries are unacked, so
 ``unacked`` is Warren's own count of tasks running (each holds one unacked
-delivery; prefetched ones not yet started are not counted). Rates are the
+delivery; prefetched ones not yet started are not counted). ``scheduled`` is Warren's
+count too: the delay ladder is shared by every queue, so the broker cannot say
+whose tasks wait on it, but the records in ``scheduled`` can (the store's
+``(status, …)`` index bounds that count to them). Rates are the
 records' creations, starts and ends over the last minute. Dead letters are
 those kept in the store plus those still in the broker queue waiting for the
 keeper.
@@ -37,9 +40,7 @@ class QueueState:
     unacked: int = 0
     consumers: int | None = None
     retrying: dict[str, int | None] = field(default_factory=dict)
-    # Hook for delayed tasks: once the topology has a queue of scheduled tasks per work queue,
-    # add its name to ``wanted`` in ``queue_states`` and set this from its passive declare.
-    scheduled: int | None = None
+    scheduled: int = 0  # records still ``scheduled``: delayed tasks not due yet
     dead_letters: int = 0
     rates: dict[str, float] = field(default_factory=dict)
 
@@ -91,18 +92,19 @@ async def queue_states(
     wanted += [names.dead_queue(q) for q in shape.queues_served]
     wanted += [names.retry_queue(q, t) for q in shape.queues_served for t in shape.tiers]
     depths_job = broker_depths(connection, wanted) if connection else _nothing()
-    depths, running, kept, rates = await asyncio.gather(
-        depths_job, _running(tasks), dead.counts(), _rates(tasks)
+    depths, held, kept, rates = await asyncio.gather(
+        depths_job, _held(tasks), dead.counts(), _rates(tasks)
     )
     states = []
     for q in shape.queues_served:
         work = depths.get(names.work_queue(q))
         waiting = depths.get(names.dead_queue(q))
         state = QueueState(q, ready=work[0] if work else None, consumers=work[1] if work else None)
-        state.unacked = running.get(q, 0)
+        state.unacked = held.get((q, "running"), 0)
+        state.scheduled = held.get((q, "scheduled"), 0)
         for tier in shape.tiers:
-            held = depths.get(names.retry_queue(q, tier))
-            state.retrying[tier_label(tier)] = held[0] if held else None
+            tier_depth = depths.get(names.retry_queue(q, tier))
+            state.retrying[tier_label(tier)] = tier_depth[0] if tier_depth else None
         state.dead_letters = kept.get(q, 0) + (waiting[0] if waiting else 0)
         state.rates = rates.get(q, {"publish": 0.0, "deliver": 0.0, "ack": 0.0})
         states.append(state)
@@ -113,11 +115,15 @@ async def _nothing() -> dict[str, tuple[int, int] | None]:
     return {}
 
 
-async def _running(tasks: TaskStore) -> dict[str, int]:
+async def _held(tasks: TaskStore) -> dict[tuple[str, str], int]:
+    """Tasks running and tasks scheduled, per (queue, status)."""
     rows = await tasks.db.read(
-        f"SELECT queue, COUNT(*) AS n FROM {TABLE} WHERE status = ? GROUP BY queue", "running"
+        f"SELECT queue, status, COUNT(*) AS n FROM {TABLE} "
+        "WHERE status IN (?, ?) GROUP BY queue, status",
+        "running",
+        "scheduled",
     )
-    return {row["queue"]: int(row["n"]) for row in rows}
+    return {(row["queue"], row["status"]): int(row["n"]) for row in rows}
 
 
 async def _rates(tasks: TaskStore) -> dict[str, dict[str, float]]:

@@ -55,7 +55,7 @@ class QueueBody(BaseModel):
     consumers: int | None
     retrying: int
     retry_tiers: dict[str, int | None]
-    scheduled: int | None = Field(description="Delayed tasks waiting (null: no such topology).")
+    scheduled: int = Field(description="Delayed tasks not due yet (records still `scheduled`).")
     dead_letters: int
     rates: dict[str, float] = Field(description="publish, deliver, ack per second, last minute.")
 

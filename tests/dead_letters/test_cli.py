@@ -27,10 +27,17 @@ async def cli(gateway: Gateway, *argv: str) -> tuple[int, str]:
 
 async def test_queues_prints_a_row_per_queue(gateway: Gateway) -> None:
     await submit(gateway, {"type": "diag.echo", "payload": {"message": "x"}})
-    code, text = await cli(gateway, "queues")
-    header, *rows = text.splitlines()
+    later = {"type": "diag.echo", "payload": {"message": "y"}, "delay_seconds": 600}
+    await submit(gateway, later)
+    async with asyncio.timeout(10):  # the delayed task's record is written soon, not now
+        while True:
+            code, text = await cli(gateway, "queues")
+            header, *rows = text.splitlines()
+            [diag] = [r.split() for r in rows if r.startswith("diag ")]
+            if diag[5] != "0":
+                break
     assert code == 0 and header.split()[:4] == ["queue", "ready", "unacked", "consumers"]
-    [diag] = [r.split() for r in rows if r.startswith("diag ")]
+    assert header.split()[5] == "scheduled" and diag[5] == "1"
     assert diag[1] == "1"
 
 

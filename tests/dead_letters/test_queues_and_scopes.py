@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import StartConsumer
-from tests.dead_letters.support import Gateway, submit, wait_dead
+from tests.dead_letters.support import Gateway, get_json, submit, wait_dead
 from tests.dead_letters.test_dead_letters import FLAKY_ONCE, queue_state
 from tests.support import message_count, queue_counts
 from tests.test_auth import bearer, keyed_settings
@@ -35,7 +35,7 @@ async def test_queue_depths_are_the_brokers_own_counts(
     assert state["ready"] == 7 == await message_count(channel, names.work_queue("diag"))
     assert state["consumers"] == 0 and state["unacked"] == 0 and state["dead_letters"] == 0
     assert set(state["retry_tiers"]) == {"200ms", "500ms", "1s"} and state["retrying"] == 0
-    assert state["scheduled"] is None
+    assert state["scheduled"] == 0
     async with asyncio.timeout(10):  # the records' `queued` writes are batched: soon, not now
         while (await queue_state(gateway, "diag"))["rates"]["publish"] < 7 / 60 - 0.01:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -46,6 +46,29 @@ async def test_queue_depths_are_the_brokers_own_counts(
             await asyncio.sleep(0.05)
     ready, consumers = await queue_counts(channel, names.work_queue("diag"))
     assert (state["ready"], state["consumers"]) == (ready, consumers) == (0, 1)
+
+
+async def test_scheduled_counts_each_queues_delayed_tasks_from_the_store(
+    gateway: Gateway, channel: AbstractChannel, settings: Settings
+) -> None:
+    # Given three diag tasks delayed by an hour and one due now
+    names = Names(settings.namespace)
+    later = {"type": "diag.echo", "payload": {"message": "later"}, "delay_seconds": 3600}
+    ids = [await submit(gateway, later) for _ in range(3)]
+    await submit(gateway, {"type": "diag.echo", "payload": {"message": "now"}})
+    # When the queues are listed (the records' writes are batched: soon, not now)
+    async with asyncio.timeout(10):
+        while (state := await queue_state(gateway, "diag"))["scheduled"] < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    # Then diag has 3 scheduled (none of them in its work queue yet), other queues none
+    assert state["scheduled"] == 3 and state["ready"] == 1
+    assert await message_count(channel, names.work_queue("diag")) == 1
+    body = await get_json(gateway, "/v1/queues")
+    assert all(q["scheduled"] == 0 for q in body["queues"] if q["name"] != "diag")
+    # And a scheduled task cancelled stays counted until it is due (its record says so)
+    await gateway.delete(f"/v1/tasks/{ids[0]}")
+    assert (await get_json(gateway, f"/v1/tasks/{ids[0]}"))["status"] == "scheduled"
+    assert (await queue_state(gateway, "diag"))["scheduled"] == 3
 
 
 @pytest.fixture
