@@ -431,7 +431,9 @@ async def delete(channel: AbstractChannel, topology: Topology) -> None:
 
 # --- broker permissions -------------------------------------------------------------
 
-Role = Literal["gateway", "consumer", "deploy"]
+Role = Literal["gateway", "consumer", "scheduler", "deploy"]
+DEFAULT_EXCHANGE = "amq.default"
+"""The name RabbitMQ checks permissions on for the default (nameless) exchange."""
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,9 @@ def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permiss
       queues (the keeper moves dead letters into the store).
     * ``consumer`` of ``queues``: consume its work queues and the control stream; publish
       retries, dead letters, lifecycle events and the ``sync`` marker of the control stream.
+    * ``scheduler``: consume the leader queue; publish each tick's task to the work exchange
+      and the leader token back to its queue (through the default exchange, whose
+      permission RabbitMQ checks by exchange only: see the README's Deploying).
     * ``deploy``: declare, bind and delete everything in the namespace (``warren topology
       apply``); binding needs ``write`` on the queue and ``read`` on the exchange.
     """
@@ -474,6 +479,12 @@ def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permiss
             "^$",
             _exactly([names.work_exchange, names.control_exchange, names.delay_entry]),
             f"^(?:{re.escape(names.recorder_queue)}|{re.escape(names.control_relay)}|{dead})$",
+        )
+    if role == "scheduler":
+        return Permissions(
+            "^$",
+            _exactly([names.work_exchange, DEFAULT_EXCHANGE]),
+            _exactly([names.scheduler_leader]),
         )
     if role == "consumer":
         served = list(queues)

@@ -40,7 +40,7 @@ def add_parser(
     t.add_argument("--vhost", default="/", help="vhost written into exported definitions")
     t.add_argument(
         "--role",
-        choices=["gateway", "consumer", "deploy"],
+        choices=["gateway", "consumer", "scheduler", "deploy"],
         default="deploy",
         help="permissions: whose permissions (default: deploy)",
     )

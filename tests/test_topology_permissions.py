@@ -55,6 +55,15 @@ def test_a_consumer_reads_only_its_queues_and_publishes_only_what_it_settles_wit
         topology.permissions(NS, "consumer", [])
 
 
+def test_the_scheduler_reads_its_leader_queue_and_publishes_ticks_and_its_token() -> None:
+    granted = topology.permissions(NS, "scheduler")
+    assert matches(granted.configure) == set()
+    # Ticks go to the work exchange; the token back to its queue through the default exchange.
+    assert matches(granted.write) == {"shop-1.tasks"}
+    assert re.search(granted.write, topology.DEFAULT_EXCHANGE)
+    assert matches(granted.read) == {"shop-1.scheduler.leader"}
+
+
 def test_deploy_may_do_anything_inside_the_namespace_only() -> None:
     granted = topology.permissions(NS, "deploy")
     shape = topology.build(Settings(namespace=NS.namespace), CATALOG.queues)

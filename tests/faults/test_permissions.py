@@ -1,8 +1,8 @@
 """Least-privilege broker users (``warren topology permissions``), end to end on a private node.
 
-In a vhost of its own, a deploy user applies the topology, then the gateway and a
-consumer of ``diag`` run as users holding exactly the permissions their role is
-given, with ``declare_topology`` off (passive declares need no permission). A
+In a vhost of its own, a deploy user applies the topology, then the gateway, a
+consumer of ``diag`` and a scheduler run as users holding exactly the permissions their
+role is given, with ``declare_topology`` off (passive declares need no permission). A
 task is accepted and run, also after every connection was closed (aio-pika's
 robust re-declaration is passive too); and what each user must not do is refused.
 Users and vhost live on the private node only, and are deleted afterwards.
@@ -65,6 +65,7 @@ def world(node: RabbitNode) -> Iterator[World]:
         f"gateway-{tag}": ("gateway", []),
         f"consumer-a-{tag}": ("consumer", [QUEUE_A]),
         f"consumer-b-{tag}": ("consumer", [QUEUE_B]),
+        f"scheduler-{tag}": ("scheduler", []),
     }
     node.ctl("add_vhost", vhost)
     try:
@@ -83,7 +84,8 @@ def world(node: RabbitNode) -> Iterator[World]:
 
 @pytest.fixture
 async def running(world: World, spawner: Spawner) -> AsyncIterator[str]:
-    """The deploy user applies the topology; gateway and consumer A run as their users."""
+    """The deploy user applies the topology; gateway and consumer A run as their users
+    (the gateway's store: ``STORE`` in the spawner's directory)."""
     deploy = spawner.python(
         "-m",
         "warren",
@@ -93,13 +95,17 @@ async def running(world: World, spawner: Spawner) -> AsyncIterator[str]:
         name="deploy",
     )
     assert await asyncio.to_thread(deploy.popen.wait, 60) == 0, spawner.logs()
-    gateway_settings = world.settings("gateway", store_url=f"sqlite:///{spawner.log_dir}/t.db")
+    gateway_settings = world.settings("gateway", store_url=store_url(spawner))
     gateway = spawner.gateway(gateway_settings)
     spawner.consumer(world.settings(f"consumer-{QUEUE_A}"), queue=QUEUE_A)
     await wait_http_ready(gateway_url(gateway_settings), gateway, 30)
     admin_url = world.urls["deploy"]
     await wait_consumers(admin_url, world.names.work_queue(QUEUE_A), 1, 30, spawner)
     yield gateway_url(gateway_settings)
+
+
+def store_url(spawner: Spawner) -> str:
+    return f"sqlite:///{spawner.log_dir}/t.db"
 
 
 async def run_task(base_url: str) -> dict[str, object]:
@@ -143,6 +149,30 @@ async def test_least_privilege_users_run_the_pipeline_and_nothing_else(
     # While what each may do is allowed (the refusals above are about permissions)
     await allowed(consumer_a, lambda ch: consume(ch, names.work_queue(QUEUE_A)))
     await allowed(gateway, lambda ch: publish(ch, names.work_exchange, QUEUE_B))
+
+
+async def test_a_scheduler_fires_its_ticks_as_a_least_privilege_user(
+    world: World, running: str, spawner: Spawner
+) -> None:
+    # Given a scheduler of an every-5-seconds schedule, as the scheduler role's user
+    settings = world.settings("scheduler", app="tests.schedule_app", store_url=store_url(spawner))
+    env = settings.child_environment()
+    spawner.python("-m", "warren", "scheduler", env=env, name="scheduler")
+    # When a tick comes, Then its task is published, run and recorded
+    async with aiohttp.ClientSession() as http:
+        for _ in range(60):
+            async with http.get(f"{running}/v1/tasks?type=diag.echo&status=succeeded") as got:
+                items = (await got.json())["items"]
+            if items:
+                break
+            await asyncio.sleep(0.5)
+    assert items and items[0]["submitter"] == "schedule:every5", spawner.logs()
+    # And the scheduler's user can neither consume a work queue nor settle like a consumer
+    scheduler = world.urls["scheduler"]
+    names = world.names
+    await refused(scheduler, lambda ch: consume(ch, names.work_queue(QUEUE_A)))
+    await refused(scheduler, lambda ch: publish(ch, names.retry_exchange, QUEUE_A))
+    await refused(scheduler, lambda ch: publish(ch, names.events_exchange, "x"))
 
 
 async def consume(channel: aio_pika.abc.AbstractChannel, queue: str) -> None:
