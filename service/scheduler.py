@@ -10,13 +10,19 @@ trades its token for a fresh one every ``ROTATE_SECONDS`` (publish, then ack),
 so no delivery stays unacknowledged past the broker's ``consumer_timeout``; the
 token says up to when every tick was fired (``fired_through``).
 
-Each tick fires exactly once: its task has a deterministic id and an
+Each tick fires once: its task has a deterministic id and an
 ``Idempotency-Key`` (``schedule@tick``, client ``Schedule.owner``), and firing
 is the gateway's keyed submission: an insert-first claim in the task store,
 the confirmed publish, then the claim marked published. A new leader fires
 again every tick since its token's ``fired_through`` (a second earlier): the
-claims of ticks the old leader fired stop them. A claim left unpublished by a
-leader killed between claim and publish is taken over once stale.
+claims of ticks the old leader fired stop them, published or not. A claim
+left unpublished by a leader that died cannot say whether its publish was
+confirmed (killed between confirm and store write) or never sent (killed
+between claim and publish); the first case would fire the tick twice if the
+claim were taken over, so it never is: such a tick fires at most once, and is
+lost only when its leader died inside the second window (one publish round
+trip), which the new leader logs. A claim released by a leader still alive (its
+publish failed) is fired again.
 
 After downtime (ticks older than ``MISFIRE_GRACE_SECONDS``), each schedule's
 ``missed`` policy decides: ``skip`` them, or fire the ``last`` one.
@@ -41,7 +47,7 @@ from warren.service.schedules import Schedule
 from warren.service.settings import Settings
 from warren.service.store import TaskRecord, TaskStore, open_store
 from warren.service.store.merge import merge
-from warren.service.store.model import Status
+from warren.service.store.model import Change, Status
 from warren.service.wire import Envelope, leader_token, parse_leader_token, task_change
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,17 @@ MISFIRE_GRACE_SECONDS = 60.0  # later than this, a tick was missed (downtime), n
 LOOKBACK = timedelta(seconds=1)  # ticks this close before fired_through are fired again
 MAX_SLEEP_SECONDS = 1.0  # how soon a leader notices it lost the token
 STALE_CLAIM_SECONDS = 10.0
+
+
+def tick_claim(change: Change, key: str) -> TaskRecord:
+    """The idempotency claim of a tick's task (its key ``schedule@tick``), unpublished."""
+    return replace(
+        merge(None, change),
+        published=False,
+        idempotency_key=key,
+        request_hash=change.task_id,
+        updated_at=datetime.now(UTC),  # a claim's age counts from now, not from its tick
+    )
 
 
 class LostLeadership(Exception):
@@ -73,6 +90,18 @@ class Scheduler:
         self._store: TaskStore | None = None
         self._leading: asyncio.Task[None] | None = None
         self.fired = 0
+
+    @property
+    def ready(self) -> bool:
+        """Connected and following the leader queue (leading or standing by): a probe's
+        readiness; a replica that lost the broker is alive but not ready."""
+        connection = self._connection
+        return (
+            self._leading is not None
+            and not self._leading.done()
+            and connection is not None
+            and connection.connected.is_set()
+        )
 
     async def start(self) -> None:
         """Connect, open the store, follow the leader queue; lead whenever the token comes."""
@@ -133,7 +162,7 @@ class Scheduler:
         for schedule in self.schedules:
             last_missed = schedule.previous(grace)
             if schedule.missed == "last" and last_missed > since:
-                await self._fire(schedule, last_missed)
+                await self.fire(schedule, last_missed)
         return await self._fire_due(max(since, grace), now)
 
     async def _fire_due(self, cursor: datetime, now: datetime) -> datetime:
@@ -142,7 +171,7 @@ class Scheduler:
         due = sorted((t, s.id, s) for s in self.schedules for t in s.ticks(cursor, now))
         for tick, _, schedule in due:
             try:
-                await self._fire(schedule, tick)
+                await self.fire(schedule, tick)
             except PublishError as exc:
                 log.warning("schedule %s: tick %s not fired yet: %s", schedule.id, tick, exc)
                 return tick - timedelta(microseconds=1)
@@ -169,11 +198,28 @@ class Scheduler:
         except (PublishError, TimeoutError) as exc:
             raise LostLeadership(f"token rotation failed: {exc!r}") from None
 
-    async def _fire(self, schedule: Schedule, tick: datetime) -> None:
-        """One tick's task, unless it was fired already (by anyone)."""
+    async def fire(self, schedule: Schedule, tick: datetime) -> bool:
+        """One tick's task, unless its task id is known already (fired by anyone); True if
+        this call published it. ``PublishError`` (claim released) if not confirmed."""
         assert self._publisher is not None and self._store is not None
+        envelope = self.tick_envelope(schedule, tick)
+        change = task_change(envelope, Status.QUEUED, at=tick)
+        if not await self._claim(tick_claim(change, schedule.key(tick))):
+            return False
+        try:
+            await self._publisher.publish_task(envelope)
+        except PublishError:
+            await self._store.release(envelope.id)
+            raise
+        await self._store.apply([change])  # marks the claim published
+        self.fired += 1
+        log.info("schedule %s fired tick %s as task %s", schedule.id, tick, envelope.id)
+        return True
+
+    def tick_envelope(self, schedule: Schedule, tick: datetime) -> Envelope:
+        """The task of ``schedule`` at ``tick``: the same id, body and owner on every replica."""
         contract = self._catalog[schedule.task_type]
-        envelope = Envelope(
+        return Envelope(
             id=schedule.task_id(self.namespace, tick),
             type=contract.name,
             queue=contract.queue,
@@ -184,36 +230,22 @@ class Scheduler:
             created_at=tick,
             submitter=schedule.owner,
         )
-        change = task_change(envelope, Status.QUEUED, at=tick)
-        claim = replace(
-            merge(None, change),
-            published=False,
-            idempotency_key=schedule.key(tick),
-            request_hash=envelope.id,
-            updated_at=datetime.now(UTC),  # a claim's age counts from now, not from its tick
-        )
-        if not await self._claim(claim):
-            return
-        try:
-            await self._publisher.publish_task(envelope)
-        except PublishError:
-            await self._store.release(envelope.id)
-            raise
-        await self._store.apply([change])  # marks the claim published
-        self.fired += 1
-        log.info("schedule %s fired tick %s as task %s", schedule.id, tick, envelope.id)
 
     async def _claim(self, record: TaskRecord) -> bool:
-        """True once this replica holds the tick; False when it was fired already."""
+        """True once this replica holds the tick; False when its task id is known already:
+        fired, or claimed by a leader that stopped and may have published it (never twice).
+        A fresh claim is waited on: its leader is publishing, or releasing after a failure."""
         assert self._store is not None
-        while True:
-            holder = await self._store.claim(record)
-            if holder is None:
-                return True
+        while (holder := await self._store.claim(record)) is not None:
             if holder.published:
                 return False
             stale = datetime.now(UTC) - timedelta(seconds=STALE_CLAIM_SECONDS)
-            if not await self._store.release(holder.id, unless_newer_than=stale):
-                await asyncio.sleep(0.5)  # a leader publishing it right now, or one that died
-            else:
-                log.warning("took over the stale claim of tick task %s", holder.id)
+            if holder.updated_at < stale:
+                log.warning(
+                    "tick task %s was claimed by a leader that stopped before recording its "
+                    "publish: not fired again (if that publish was never sent, the tick is lost)",
+                    holder.id,
+                )
+                return False
+            await asyncio.sleep(0.5)
+        return True

@@ -21,15 +21,22 @@ def _app_settings(args: argparse.Namespace) -> tuple[Settings, App]:
     return settings, load_app(settings.app)
 
 
-async def serve_scheduler(settings: Settings, app: App) -> None:
-    """Fire the app's schedules (leading or standing by) until SIGTERM or SIGINT."""
+async def serve_scheduler(settings: Settings, app: App, health_port: int = 0) -> None:
+    """Fire the app's schedules (leading or standing by) until SIGTERM or SIGINT; with a
+    ``health_port``, serve ``/healthz``, ``/readyz`` and ``/metrics`` there, as a consumer
+    does (started first: while the broker is away, alive but not ready)."""
+    from warren.consumers.health import HealthServer
     from warren.service.scheduler import Scheduler
 
     scheduler = Scheduler(settings, app)
+    health = HealthServer(lambda: scheduler.ready, settings.http_host, health_port)
     try:
+        if health_port:
+            await health.start()
         await run_until_signal(scheduler.start(), "the scheduler", scheduler.failed)
     finally:
         await scheduler.stop()
+        await health.stop()
         log.info("scheduler stopped")
 
 
@@ -38,7 +45,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if not app.schedules:
         raise ConfigurationError(f"app {settings.app or '(built-in)'} declares no schedules")
     try:
-        loops.run(serve_scheduler(settings, app))
+        loops.run(serve_scheduler(settings, app, args.health_port))
     finally:
         shutdown_telemetry()
     return 0
@@ -56,6 +63,13 @@ def add_parser(
 ) -> None:
     r = sub.add_parser(
         "scheduler", parents=[common], help="fire the app's schedules (one leader among replicas)"
+    )
+    r.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="serve /healthz, /readyz and /metrics on port P (on WARREN_HTTP_HOST; 0: none)",
     )
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser(

@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from tests.conftest import Spawn, make_settings
-from tests.store.support import Client, eventually
+from tests.conftest import Spawn, StartConsumer, make_settings
+from tests.store.support import Client, eventually, status_becomes
+from tests.support import message_count
 from warren.service import topology
+from warren.service.amqp import Publisher
 from warren.service.apps import App, load_app
 from warren.service.errors import ConfigurationError
 from warren.service.http.schemas import SchedulePage
-from warren.service.scheduler import Scheduler
+from warren.service.scheduler import Scheduler, tick_claim
 from warren.service.schedules import Schedule
 from warren.service.settings import Settings
+from warren.service.store import open_store
+from warren.service.store.model import Status
+from warren.service.wire import task_change
 
 APP = "tests.schedule_app"
 
@@ -144,3 +152,61 @@ async def _fired_ticks(channel: AbstractChannel, settings: Settings, queue: str)
         headers = message.headers or {}
         ticks.append(datetime.fromisoformat(str(headers["warren-created-at"])))
     return sorted(ticks)
+
+
+YEARLY = Schedule("yearly", "diag.echo", {"message": "new year"}, cron="0 0 1 1 *")
+
+
+async def test_a_tick_claimed_by_a_leader_that_died_is_never_fired_again(
+    gateway: Client,
+    settings: Settings,
+    connection: AbstractRobustConnection,
+    channel: AbstractChannel,
+    shape: topology.Topology,
+    start_consumer: StartConsumer,
+) -> None:
+    # Given a leader that claimed two ticks and died: after the confirmed publish of the
+    # first (before its store write), and before any publish of the second
+    scheduler = Scheduler(settings, App(schedules=[YEARLY]))  # no tick due while it runs
+    published, unsent = datetime(2026, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    store = await open_store(settings.store_url)
+    dead_leader = await Publisher.open(connection, shape, 5.0)
+    await scheduler.start()
+    try:
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        for tick in (published, unsent):
+            change = task_change(scheduler.tick_envelope(YEARLY, tick), Status.QUEUED, at=tick)
+            claim = replace(tick_claim(change, YEARLY.key(tick)), updated_at=long_ago)
+            assert await store.claim(claim) is None
+        await dead_leader.publish_task(scheduler.tick_envelope(YEARLY, published))
+        # When the new leader comes to both ticks
+        refired = [await scheduler.fire(YEARLY, tick) for tick in (published, unsent)]
+    finally:
+        await scheduler.stop()
+        await store.close()
+    # Then it publishes neither: the published tick's task is in its queue once
+    assert refired == [False, False] and scheduler.fired == 0
+    work = topology.Names(settings.namespace).work_queue("diag")
+    assert await message_count(channel, work) == 1
+    # And that one task runs once and makes one record, visible once the consumer ran it
+    await start_consumer("diag")
+    task_id = YEARLY.task_id(settings.namespace, published)
+    record = await status_becomes(gateway, task_id, "succeeded")
+    assert len(record["attempts"]) == 1 and record["submitter"] == YEARLY.owner
+    # While the tick whose publish was never sent is lost: no task, no record
+    missing = await gateway.get(f"/v1/tasks/{YEARLY.task_id(settings.namespace, unsent)}")
+    assert missing.status == 404
+
+
+async def test_a_scheduler_with_a_health_port_answers_the_probes(spawn: Spawn) -> None:
+    with socket.socket() as probe:  # a free port, as an orchestrator would give one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    replica = spawn("scheduler", "--health-port", str(port), http_host="127.0.0.1")
+    await replica.wait_log("scheduler following")
+    async with aiohttp.ClientSession() as http:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            async with http.get(f"http://127.0.0.1:{port}{path}") as response:
+                assert response.status == 200, path
+    replica.send(signal.SIGTERM)
+    assert await replica.exit_code(within=15) == 0
