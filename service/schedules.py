@@ -44,7 +44,8 @@ class Schedule:
     ``cron`` (five fields, read in ``timezone``) or ``every`` (seconds), not both.
     ``missed``: after every scheduler was down, ``"skip"`` the ticks missed, or run only the
     ``"last"`` of them. ``submitter``: the API key id whose tasks these are (who may read
-    and cancel them); by default ``schedule:<id>``, visible with authentication disabled.
+    and cancel them); by default ``schedule:<id>``, which no key is: then only admin keys
+    (or every caller, with authentication off) see them.
     """
 
     id: str

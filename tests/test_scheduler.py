@@ -12,14 +12,17 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import Spawn, StartConsumer, make_settings
 from tests.store.support import Client, eventually, status_becomes
 from tests.support import message_count
+from tests.test_auth import bearer, keyed_settings
 from warren.service import topology
 from warren.service.amqp import Publisher
 from warren.service.apps import App, load_app
 from warren.service.errors import ConfigurationError
+from warren.service.http.app import create_app
 from warren.service.http.schemas import SchedulePage
 from warren.service.scheduler import Scheduler, tick_claim
 from warren.service.schedules import Schedule
@@ -210,3 +213,43 @@ async def test_a_scheduler_with_a_health_port_answers_the_probes(spawn: Spawn) -
                 assert response.status == 200, path
     replica.send(signal.SIGTERM)
     assert await replica.exit_code(within=15) == 0
+
+
+async def test_a_schedules_tasks_belong_to_its_submitter_key_or_to_the_schedule(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    # Given ticks fired of a schedule owned by the key "reader" and of one owning its tasks
+    app_spec = "tests.schedule_app:owned_app"
+    scheduler = Scheduler(
+        make_settings(**{**_same_store(settings), "app": app_spec}), load_app(app_spec)
+    )
+    tick = scheduler.schedules[0].previous(datetime.now(UTC))  # both are hourly
+    await scheduler.start()
+    try:
+        for schedule in scheduler.schedules:
+            assert await scheduler.fire(schedule, tick)
+    finally:
+        await scheduler.stop()
+    owned, unowned = (s.task_id(settings.namespace, tick) for s in scheduler.schedules)
+    keyed = keyed_settings(settings, app=app_spec)
+    async with TestClient(TestServer(create_app(keyed))) as gateway:
+        # When the reader key reads tasks and schedules
+        mine = await gateway.get(f"/v1/tasks/{owned}", headers=bearer("reader"))
+        record = await mine.json()
+        theirs = await gateway.get(f"/v1/tasks/{unowned}", headers=bearer("reader"))
+        listed = await (await gateway.get("/v1/tasks", headers=bearer("reader"))).json()
+        seen = await (await gateway.get("/v1/schedules", headers=bearer("reader"))).json()
+        admin = await (await gateway.get("/v1/schedules", headers=bearer("ops"))).json()
+    # Then it sees its own schedule's task, and nothing of the other's but the schedule itself
+    assert mine.status == 200 and record["submitter"] == "reader"
+    assert theirs.status == 404
+    assert [item["id"] for item in listed["items"]] == [owned]
+    by_id = {s["id"]: s for s in seen["items"]}
+    assert by_id["owned"]["submitter"] == "reader" and by_id["owned"]["last_task_id"] == owned
+    assert by_id["unowned"]["submitter"] == "schedule:unowned"
+    assert by_id["unowned"]["last_task_id"] is None and by_id["unowned"]["last_status"] is None
+    assert {s["last_task_id"] for s in admin["items"]} == {owned, unowned}  # admin sees all
+
+
+def _same_store(settings: Settings) -> dict[str, object]:
+    return {"namespace": settings.namespace, "store_url": settings.store_url}
