@@ -86,8 +86,9 @@ def _commands(settings: Settings, app: App, port: int | None) -> dict[str, list[
     for i, queue in enumerate(app.catalog.queues):
         health = str(settings.health_port + i if settings.health_port else 0)
         commands[queue] = [*me, "consume", "--queue", queue, "--health-port", health]
-    if app.schedules:  # the app's cron schedules
-        commands["scheduler"] = [*me, "scheduler"]
+    if app.schedules:  # the app's cron schedules; health on the port after the consumers'
+        health = str(settings.health_port + len(app.catalog.queues) if settings.health_port else 0)
+        commands["scheduler"] = [*me, "scheduler", "--health-port", health]
     return commands
 
 

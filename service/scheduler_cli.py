@@ -45,7 +45,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     if not app.schedules:
         raise ConfigurationError(f"app {settings.app or '(built-in)'} declares no schedules")
     try:
-        loops.run(serve_scheduler(settings, app, args.health_port))
+        port = settings.health_port if args.health_port is None else args.health_port
+        loops.run(serve_scheduler(settings, app, port))
     finally:
         shutdown_telemetry()
     return 0
@@ -67,9 +68,9 @@ def add_parser(
     r.add_argument(
         "--health-port",
         type=int,
-        default=0,
         metavar="P",
-        help="serve /healthz, /readyz and /metrics on port P (on WARREN_HTTP_HOST; 0: none)",
+        help="serve /healthz, /readyz and /metrics on port P (on WARREN_HTTP_HOST; 0: none; "
+        "default: WARREN_HEALTH_PORT)",
     )
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser(

@@ -65,8 +65,13 @@ media_thumbnail = warren.TaskContract(
     timeout_seconds=60,
 )
 
+# Fired by `warren scheduler` (and `warren dev`): a heartbeat through the whole pipeline, so a
+# deployment shows its scheduler at work (GET /v1/schedules, `warren schedules`).
+heartbeat = warren.Schedule("demo.heartbeat", "diag.echo", {"message": "still here"}, every=300)
+
 app = warren.App(
     contracts=[email_send, webhook_deliver, media_thumbnail],
+    schedules=[heartbeat],
     handlers=[
         "examples.demo.handlers.email",
         "examples.demo.handlers.webhook",

@@ -80,8 +80,9 @@ class ConsumerSettings(BaseSettings):
         8081,
         ge=0,
         le=65535,
-        description="Port of a consumer's `/healthz`, `/readyz` and `/metrics` "
-        "(on `WARREN_HTTP_HOST`; 0 = off). The gateway serves them on its own port.",
+        description="Port of a consumer's (and `warren scheduler`'s) `/healthz`, `/readyz` "
+        "and `/metrics` (on `WARREN_HTTP_HOST`; 0 = off). The gateway serves them on its own "
+        "port.",
     )
     worker_id: str | None = Field(
         None, description="Name of this consumer in events and logs (default: host:pid)."

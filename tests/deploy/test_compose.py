@@ -280,3 +280,25 @@ def test_every_setting_default_left_in_place_is_a_local_default() -> None:
     """Sanity of the comparison above: the settings default secret is not a real secret."""
     default = DemoSettings.model_fields["webhook_signing_secret"].default
     assert default.get_secret_value() == "change-me"  # refused by consumers outside dev
+
+
+def test_schedulers_share_the_gateways_store_and_probe_readiness() -> None:
+    [(name, scheduler)] = [
+        (n, s)
+        for n, s in warren_services().items()
+        if parse_command(s["command"]).command == "scheduler"
+    ]
+    assert name == "scheduler" and scheduler["deploy"]["replicas"] == 2  # one leads
+    assert "ports" not in scheduler and "container_name" not in scheduler  # replicas coexist
+    settings = settings_from(service_env(scheduler))
+    probe = " ".join(scheduler["healthcheck"]["test"])
+    assert "WARREN_HEALTH_PORT" in probe and "/readyz" in probe and settings.health_port > 0
+    # The same store as the gateway: its URL, in the same mounted working directory.
+    [gateway] = [
+        s for s in warren_services().values() if parse_command(s["command"]).command == "gateway"
+    ]
+    assert settings.store_url == settings_from(service_env(gateway)).store_url
+    [workdir] = read_dockerfile().final.all("WORKDIR")
+    assert f"gateway-data:{workdir}" in scheduler["volumes"] and settings.store_url.startswith(
+        "sqlite:///var/"
+    )  # relative: under the working directory

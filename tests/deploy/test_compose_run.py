@@ -317,8 +317,13 @@ async def exercise(
     async with aiohttp.ClientSession() as http:
         await asyncio.gather(*(ready(http, s) for s in services))
         await asyncio.gather(*(run_healthcheck(s, compose_services[s.name]) for s in services))
-        served = {by_command[s.name].queue for s in services if s is not gateway}
-        assert served == set(CATALOG.queues)
+        consumers = [s for s in services if by_command[s.name].command == "consume"]
+        assert {by_command[s.name].queue for s in consumers} == set(CATALOG.queues)
+        # The scheduler follows its leader queue, over the gateway's own store.
+        headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
+        async with http.get(f"{base}/v1/schedules", headers=headers) as response:
+            assert response.status == 200
+            assert [s["id"] for s in (await response.json())["items"]] == ["demo.heartbeat"]
 
         tasks = {
             "diag": await submit(http, base, "diag.echo", {"message": "from compose"}),

@@ -305,7 +305,7 @@ def role_urls() -> dict[str, tuple[str, str]]:
     urls = {"deploy": container_env(job_container())["WARREN_BROKER_URL"]}
     for _, container in warren_containers():
         args = parse_command(container["args"])
-        role = "gateway" if args.command == "gateway" else f"consumer-{args.queue}"
+        role = f"consumer-{args.queue}" if args.command == "consume" else args.command
         urls[role] = container_env(container)["WARREN_BROKER_URL"]
     return {role: (role, url) for role, url in urls.items()}
 
@@ -327,7 +327,8 @@ def test_each_role_connects_as_its_own_user_that_the_operator_creates() -> None:
         credentials = of_kind("Secret")[secret_name]["stringData"]
         assert (credentials["username"], credentials["password"]) == (url.username, url.password)
         seen.add(url.username)
-    assert len(seen) == len(CATALOG.queues) + 2  # every consumer, the gateway, the deploy Job
+    # every consumer, the gateway, the scheduler, the deploy Job
+    assert len(seen) == len(CATALOG.queues) + 3
 
 
 def test_permissions_are_the_least_each_role_needs() -> None:
@@ -395,6 +396,29 @@ def test_one_consumer_deployment_per_queue_and_one_gateway() -> None:
     assert sorted(consumer_deployments()) == sorted(CATALOG.queues)
     gateways = [c for _, c in warren_containers() if parse_command(c["args"]).command == "gateway"]
     assert len(gateways) == 1
+
+
+def test_two_schedulers_probe_their_health_port_and_keep_one_standing_by() -> None:
+    [(deployment, container)] = [
+        (d, c) for d, c in warren_containers() if parse_command(c["args"]).command == "scheduler"
+    ]
+    assert deployment["metadata"]["name"] == "warren-scheduler"
+    assert deployment["spec"]["replicas"] == 2  # one leads, one takes over
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    settings = settings_from(container_env(container))
+    assert broker_secret(container) == "warren-broker-scheduler"
+    assert settings.otel_service_name == "warren-scheduler"
+    # Probes like a consumer's: the health port the settings open (WARREN_HEALTH_PORT).
+    [port] = container["ports"]
+    assert port["containerPort"] == settings.health_port > 0
+    probes = {k: container[k]["httpGet"] for k in ("readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert all(p["port"] in (port["name"], port["containerPort"]) for p in probes.values())
+    pdb = of_kind("PodDisruptionBudget")["warren-scheduler"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
 
 
 @pytest.mark.parametrize("queue", sorted(CATALOG.queues))
