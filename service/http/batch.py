@@ -9,9 +9,10 @@ would have got alone (with ``retry_after`` where that problem's answer carries a
 
 The steps are the single submit's, per task: rate limit (a batch of N spends N
 requests), size, validation, priority, task type allowed → envelope → keyed claims
-(concurrently) → every publish started at once on the gateway's one channel and
-their confirms awaited together within the publish timeout: one confirm window, so
-the broker round trip is paid once per batch, not once per task → each confirmed
+(concurrently) → every publish written at once on the gateway's one channel (one
+write: ``Publisher.send_batch``) and their confirms awaited together within the
+publish timeout: one confirm window, so the broker round trip is paid once per
+batch, not once per task → each confirmed
 task recorded, each failed task's claim released. All or nothing per task: a task is
 accepted only once confirmed, and a task not confirmed is not claimed.
 
@@ -33,6 +34,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from warren.service.amqp import Publisher
+from warren.service.coalesced import Outgoing
 from warren.service.delays import route
 from warren.service.errors import PublishError
 from warren.service.http.auth import CLIENT, authorize_type
@@ -211,19 +213,26 @@ async def _published(request: web.Request, items: list[Item], answers: list[Answ
 
 
 async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, PublishError]:
-    """Start every publish, then await all confirms within the publish timeout; the failed
-    ones by item index (not confirmed in time: outcome unknown, as a single submit's 503)."""
+    """Publish every item at once (one write), then await all confirms within the publish
+    timeout; the failed ones by item index (not confirmed in time, or not even written in
+    time under a resource alarm: outcome unknown, as a single submit's 503)."""
     publisher = request.app[PUBLISHER]
-    confirms = {item.index: _send(publisher, item) for item in items}
-    _, late = await asyncio.wait(confirms.values(), timeout=publisher.timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + publisher.timeout
+    unknown = f"no confirm within {publisher.timeout}s (outcome unknown)"
+    try:
+        async with asyncio.timeout_at(deadline):
+            sent = await publisher.send_batch([_outgoing(publisher, item) for item in items])
+    except TimeoutError:
+        return {item.index: PublishError(unknown) for item in items}
+    confirms = {item.index: confirm for item, confirm in zip(items, sent, strict=True)}
+    _, late = await asyncio.wait(sent, timeout=max(0.0, deadline - loop.time()))
     for confirm in late:
         confirm.cancel()
     failures: dict[int, PublishError] = {}
     for index, confirm in confirms.items():
         if confirm in late:
-            failures[index] = PublishError(
-                f"no confirm within {publisher.timeout}s (outcome unknown)"
-            )
+            failures[index] = PublishError(unknown)
         elif isinstance(exc := confirm.exception(), PublishError):
             failures[index] = exc
         elif exc is not None:
@@ -231,10 +240,11 @@ async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, Publi
     return failures
 
 
-def _send(publisher: Publisher, item: Item) -> asyncio.Future[None]:
-    """Start the publish of ``item``: to its work queue, or onto the delay ladder."""
-    exchange, key = route(publisher.names, item.envelope.queue, item.delay_seconds)
-    return publisher.send(exchange, item.envelope.to_message(), key)
+def _outgoing(publisher: Publisher, item: Item) -> Outgoing:
+    """The publish of ``item``: to its work queue, or onto the delay ladder."""
+    envelope = item.envelope
+    exchange, key = route(publisher.names, envelope.queue, item.delay_seconds)
+    return Outgoing(exchange, key, envelope.body, envelope.to_properties())
 
 
 async def _settled(
