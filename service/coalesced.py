@@ -5,13 +5,15 @@ the connection's write queue (a queue of 10: the writer task must run every ten
 messages), one ``socket.send`` and, unless ``wait=False``, a ``drain()`` awaited
 under the lock. For a batch of hundreds of messages those hops cost more than the
 broker. Here the frames of every message (``Basic.Publish``, content header, body)
-are marshalled outside the lock into one buffer; under the lock the messages take
-consecutive delivery tags, each registered in the channel's ``confirmations`` and
-``message_id_delivery_tag`` exactly as ``basic_publish`` registers them, and the
-buffer goes on the write queue as one ``ChannelFrame``. The broker sees the same
-frames in the same order as from ``basic_publish`` called once per message, so its
-acks, nacks (``Basic.Nack``) and returns (``Basic.Return``, matched to a publish by
-``message_id``) land on the right message's future through aiormq's own handlers.
+are marshalled outside the lock into one buffer (the content header by
+``wire.content_header``: pamqp's bytes at a fraction of the cost); under the lock
+the messages take consecutive delivery tags, each registered in the channel's
+``confirmations`` and ``message_id_delivery_tag`` exactly as ``basic_publish``
+registers them, and the buffer goes on the write queue as one ``ChannelFrame``. The
+broker sees the same frames in the same order as from ``basic_publish`` called once
+per message, so its acks, nacks (``Basic.Nack``) and returns (``Basic.Return``,
+matched to a publish by ``message_id``) land on the right message's future through
+aiormq's own handlers.
 
 This uses aiormq internals. Written against **aiormq 7.2.4** (aio-pika 10.2, pamqp
 4.0): the channel's ``lock``, ``delivery_tag``, ``confirmations``,
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,11 @@ from typing import Any
 import pamqp.frame
 from aiormq import spec
 from aiormq.abc import ChannelFrame
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
+
+from warren.service.wire.content_header import FRAME, FRAME_END, content_header_frame
 
 WRITTEN_AGAINST = "aiormq 7.2.4"
+FRAME_BODY = 3  # AMQP frame type of a content body
 CHANNEL_ATTRIBUTES = (
     "lock",
     "delivery_tag",
@@ -81,24 +83,22 @@ def marshal(channel_number: int, max_content_size: int, batch: Sequence[Outgoing
     """The frames of every message, in order: what ``basic_publish`` would write for each.
     A message without ``message_id`` is refused: a return is matched to its publish by it."""
     publish_frames: dict[tuple[str, str, bool], bytes] = {}
-    with io.BytesIO() as out:
-        for message in batch:
-            if not message.properties.message_id:
-                raise ValueError("a coalesced publish needs a message_id per message")
-            route = (message.exchange, message.routing_key, message.mandatory)
-            if (publish := publish_frames.get(route)) is None:
-                command = spec.Basic.Publish(
-                    exchange=route[0], routing_key=route[1], mandatory=route[2]
-                )
-                publish = publish_frames[route] = pamqp.frame.marshal(command, channel_number)
-            out.write(publish)
-            header = ContentHeader(body_size=len(message.body), properties=message.properties)
-            out.write(pamqp.frame.marshal(header, channel_number))
-            body = message.body
-            for start in range(0, len(body), max_content_size):
-                chunk = ContentBody(body[start : start + max_content_size])
-                out.write(pamqp.frame.marshal(chunk, channel_number))
-        return out.getvalue()
+    parts: list[bytes] = []
+    for message in batch:
+        if not message.properties.message_id:
+            raise ValueError("a coalesced publish needs a message_id per message")
+        route = (message.exchange, message.routing_key, message.mandatory)
+        if (publish := publish_frames.get(route)) is None:
+            exchange, key, mandatory = route
+            command = spec.Basic.Publish(exchange=exchange, routing_key=key, mandatory=mandatory)
+            publish = publish_frames[route] = pamqp.frame.marshal(command, channel_number)
+        parts.append(publish)
+        body = message.body
+        parts.append(content_header_frame(message.properties, len(body), channel_number))
+        for start in range(0, len(body), max_content_size):
+            chunk = body[start : start + max_content_size]
+            parts += (FRAME.pack(FRAME_BODY, channel_number, len(chunk)), chunk, FRAME_END)
+    return b"".join(parts)
 
 
 async def publish(channel: Any, batch: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:

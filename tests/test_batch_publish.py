@@ -6,12 +6,15 @@ batch builds directly are the envelope's, byte for byte."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pamqp.frame
 import pytest
 from aio_pika import connect_robust
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq import spec
+from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from tests.conftest import BROKER_URL, make_settings
@@ -23,6 +26,7 @@ from warren.service.coalesced import Outgoing
 from warren.service.errors import PublishError, QueueFull
 from warren.service.settings import Settings
 from warren.service.wire import Envelope
+from warren.service.wire.content_header import content_header_frame
 
 MAX_LENGTH = 3
 
@@ -136,3 +140,38 @@ def test_a_message_without_id_is_refused_before_anything_is_written() -> None:
     properties.message_id = None
     with pytest.raises(ValueError, match="message_id"):
         coalesced.marshal(1, 131072, [Outgoing("x", "diag", envelope.body, properties)])
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        spec.Basic.Properties(),
+        spec.Basic.Properties(headers={}, priority=0, content_type=""),
+        spec.Basic.Properties(
+            message_id="é" * 10,
+            timestamp=datetime(2026, 1, 2, 3, 4, 5, 999999),  # naive: pamqp reads it as UTC
+            headers={"b": True, "n": -129, "u": 40000, "big": 2**40, "s": "ü", "f": False},
+            user_id="guest",
+            expiration="1000",
+        ),
+        spec.Basic.Properties(headers={"x": 1.5}),  # a float: left to pamqp
+        spec.Basic.Properties(headers={"k" * 200: 1}),  # a key pamqp truncates: left to it
+    ],
+    ids=["empty", "falsy", "varied", "float", "long-key"],
+)
+def test_content_headers_are_pamqps_bytes(properties: spec.Basic.Properties) -> None:
+    assert content_header_frame(properties, 12345, 7) == pamqp.frame.marshal(
+        ContentHeader(0, 12345, properties), 7
+    )
+
+
+def test_a_batchs_frames_are_basic_publishs_frames() -> None:
+    envelopes = [sample_envelope(body=b"x" * 300), sample_envelope(submitter=None)]
+    batch = [outgoing(e, "diag", "ex") for e in envelopes]
+    frames: list[spec.Basic.Publish | ContentHeader | ContentBody] = []
+    for e in envelopes:
+        frames.append(spec.Basic.Publish(exchange="ex", routing_key="diag", mandatory=True))
+        frames.append(ContentHeader(0, len(e.body), e.to_properties()))
+        frames += [ContentBody(e.body[i : i + 128]) for i in range(0, len(e.body), 128)]
+    expected = b"".join(pamqp.frame.marshal(frame, 5) for frame in frames)
+    assert coalesced.marshal(5, 128, batch) == expected
