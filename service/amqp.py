@@ -248,7 +248,7 @@ def _mapped(raw: asyncio.Future[Any], routing_key: str) -> asyncio.Future[None]:
     """A confirm of aiormq's (an ack frame, or its exception) as ``send``'s: None or a
     ``PublishError``. A connection lost rejects aiormq's futures with whatever the
     connection died of, even a bare ``Exception``: a publish error as well."""
-    confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    confirm: asyncio.Future[None] = raw.get_loop().create_future()
 
     def settle(raw: asyncio.Future[Any]) -> None:
         if confirm.done():
@@ -261,9 +261,9 @@ def _mapped(raw: asyncio.Future[Any], routing_key: str) -> asyncio.Future[None]:
             confirm.set_exception(_publish_error(exc, routing_key))
         else:
             confirm.set_exception(PublishError(f"broker connection failed: {exc!r}"))
+        confirm.add_done_callback(_retrieve)  # failed, and maybe nobody waits any more
 
     raw.add_done_callback(settle)
-    confirm.add_done_callback(_retrieve)
     return confirm
 
 

@@ -81,14 +81,11 @@ def _table(table: dict[str, Any]) -> bytes:
         raise Unsupported("pamqp's deprecated integer types")
     parts: list[bytes] = []
     for key, item in sorted(table.items()):
-        name = key.encode()
-        if len(name) > 128:
-            raise Unsupported("pamqp truncates long keys")
-        parts.append(bytes((len(name),)) + name)
+        parts.append(_key(key))
         if isinstance(item, bool):
             parts.append(b"t\x01" if item else b"t\x00")
         elif isinstance(item, int):
-            parts.append(pamqp.encode.table_integer(item))
+            parts.append(SMALL_INTS[item + 128] if -128 <= item <= 127 else _integer(item))
         elif isinstance(item, str):
             encoded = item.encode()
             parts.append(b"S" + LONG.pack(len(encoded)) + encoded)
@@ -96,3 +93,25 @@ def _table(table: dict[str, Any]) -> bytes:
             raise Unsupported(type(item).__name__)
     encoded_table = b"".join(parts)
     return LONG.pack(len(encoded_table)) + encoded_table
+
+
+def _key(key: str) -> bytes:
+    """A table key as a short string; Warren's few header names are encoded once."""
+    if (encoded := KEYS.get(key)) is not None:
+        return encoded
+    name = key.encode()
+    if len(name) > 128:
+        raise Unsupported("pamqp truncates long keys")
+    encoded = bytes((len(name),)) + name
+    if len(KEYS) < MAX_KEYS:
+        KEYS[key] = encoded
+    return encoded
+
+
+def _integer(value: int) -> bytes:
+    return pamqp.encode.table_integer(value)
+
+
+SMALL_INTS = tuple(pamqp.encode.table_integer(value) for value in range(-128, 128))
+KEYS: dict[str, bytes] = {}
+MAX_KEYS = 1024  # header names are few; a flood of new ones is encoded each time
