@@ -254,22 +254,28 @@ async def _settled(
     answers: list[Answer],
     trace_id: str | None,
 ) -> None:
-    """Each item's answer; the confirmed recorded, the failed released (concurrently: keyed
-    claims are store writes)."""
+    """Each item's answer; the confirmed recorded, the failed released. Keyed claims are
+    store writes, settled concurrently; a keyless claim's record only hands the ``queued``
+    change to the recorder's batch, so it is awaited in line (it never suspends: a task
+    for each would cost more than the record)."""
     retry_after = request.app[SETTINGS].retry_after_seconds
-    settle = []
+    keyed = []
     accepted: Counter[str] = Counter()
     for item in items:
         claim, envelope = item.claim, item.envelope
         assert claim is not None
         if (failure := failures.get(item.index)) is not None:
             answers[item.index] = problem_item(not_accepted(failure, envelope.type, retry_after))
-            settle.append(claim.release())
-            continue
-        answers[item.index] = _accepted(envelope, trace_id, item.due_at)
-        accepted[envelope.type] += 1
-        settle.append(claim.record(envelope))
-    await asyncio.gather(*settle)
+            settle = claim.release()
+        else:
+            answers[item.index] = _accepted(envelope, trace_id, item.due_at)
+            accepted[envelope.type] += 1
+            settle = claim.record(envelope)
+        if claim.key is None:
+            await settle
+        else:
+            keyed.append(settle)
+    await asyncio.gather(*keyed)
     for task_type, count in accepted.items():
         SUBMISSIONS.add(count, {"type": task_type, "outcome": "accepted", "reason": ""})
 
