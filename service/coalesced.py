@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,48 +108,70 @@ async def publish(channel: Any, batch: Sequence[Outgoing]) -> list[asyncio.Futur
     Returns once the frames are written to the socket (the writer's drain: back
     pressure, as ``basic_publish(wait=True)`` has, once per batch). Each future ends as
     aiormq ends a publish's confirmation: ``Basic.Ack``, ``DeliveryError`` (nack),
-    ``PublishError`` (returned), or the connection's error when it is lost.
+    ``PublishError`` (returned), or the channel's error when it is closed or lost.
     """
     payload = marshal(channel.number, channel.max_content_size, batch)
     drain: asyncio.Future[None] = channel.create_future()
     async with channel.lock:
         first = channel.delivery_tag + 1
-        confirms = [
-            _register(channel, first + offset, str(message.properties.message_id))
-            for offset, message in enumerate(batch)
-        ]
+        written = Written(channel, first, [str(m.properties.message_id) for m in batch])
         channel.delivery_tag += len(batch)
         frame = ChannelFrame(payload=payload, should_close=False, drain_future=drain)
         try:
             await channel.write_queue.put(frame)
         except BaseException:
-            _unregister(channel, first, confirms)
+            written.unregister()  # the broker has not seen the batch: its tags are free again
             drain.cancel()
             raise
     with contextlib.suppress(Exception):  # the connection is lost: each confirm fails with it
         await drain
-    return confirms
+    return written.confirms
 
 
-def _register(channel: Any, tag: int, message_id: str) -> asyncio.Future[Any]:
-    """What ``basic_publish`` does per message: a confirmation under its delivery tag, and
-    the message id's tag for returns (forgotten once confirmed, unless reused since)."""
-    confirmation: asyncio.Future[Any] = channel.create_future()
-    channel.confirmations[tag] = confirmation
-    channel.message_id_delivery_tag[message_id] = tag
-    tags = channel.message_id_delivery_tag
+class Written:
+    """The confirms of one batch, registered as ``basic_publish`` registers one message's:
+    each under its delivery tag in ``confirmations``, its message id's tag in
+    ``message_id_delivery_tag`` (for returns; forgotten once confirmed, unless reused).
 
-    def forget(_: asyncio.Future[Any]) -> None:
-        if tags.get(message_id) == tag:
+    ``basic_publish`` makes each confirmation a future of the channel's store, which the
+    channel rejects with its error when it closes — at the price of three callbacks per
+    message. Here one store future watches the whole batch: rejected, it fails every
+    confirm still pending with the same error; once all are settled, it is resolved and
+    leaves the store.
+    """
+
+    def __init__(self, channel: Any, first: int, message_ids: list[str]) -> None:
+        self.channel, self.first, self.message_ids = channel, first, message_ids
+        loop = asyncio.get_running_loop()
+        self.confirms: list[asyncio.Future[Any]] = [loop.create_future() for _ in message_ids]
+        self.left = len(message_ids)
+        self.watch: asyncio.Future[None] = channel.create_future()
+        tags, confirmations = channel.message_id_delivery_tag, channel.confirmations
+        for offset, confirm in enumerate(self.confirms):
+            confirmations[first + offset] = confirm
+            tags[message_ids[offset]] = first + offset
+            confirm.add_done_callback(functools.partial(self._settled, offset))
+        self.watch.add_done_callback(self._closed)
+
+    def _settled(self, offset: int, _: asyncio.Future[Any]) -> None:
+        tags, message_id = self.channel.message_id_delivery_tag, self.message_ids[offset]
+        if tags.get(message_id) == self.first + offset:
             tags.pop(message_id)
+        self.left -= 1
+        if not self.left and not self.watch.done():
+            self.watch.set_result(None)
 
-    confirmation.add_done_callback(forget)
-    return confirmation
+    def _closed(self, watch: asyncio.Future[None]) -> None:
+        if watch.cancelled() or (error := watch.exception()) is None:
+            return
+        for confirm in self.confirms:
+            if not confirm.done():
+                confirm.set_exception(error)
 
-
-def _unregister(channel: Any, first: int, confirms: list[asyncio.Future[Any]]) -> None:
-    """The broker has not seen the batch: give its delivery tags back, still under the lock."""
-    channel.delivery_tag = first - 1
-    for offset, confirm in enumerate(confirms):
-        channel.confirmations.pop(first + offset, None)
-        confirm.cancel()  # its done callback forgets its message id
+    def unregister(self) -> None:
+        """Give the batch's delivery tags back (still under the lock) and cancel it."""
+        self.channel.delivery_tag = self.first - 1
+        for offset, confirm in enumerate(self.confirms):
+            self.channel.confirmations.pop(self.first + offset, None)
+            confirm.cancel()  # its callback forgets its message id
+        self.watch.cancel()

@@ -18,7 +18,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from tests.conftest import BROKER_URL, make_settings
-from tests.support import drain
+from tests.support import TcpProxy, drain
 from tests.test_envelope import sample_envelope
 from warren.service import coalesced, topology
 from warren.service.amqp import Publisher
@@ -96,15 +96,23 @@ async def test_without_a_broker_every_confirm_fails_with_a_publish_error(
 async def test_a_connection_lost_under_a_batch_fails_its_unconfirmed_publishes(
     channel: AbstractChannel, settings: Settings
 ) -> None:
-    # Given a publisher on a connection of its own, and a batch written on it
-    own = await connect_robust(BROKER_URL)
-    publisher = await Publisher.open(own, topology.build(settings, ["diag"]), 5.0)
-    batch = [outgoing(sample_envelope(), "diag", publisher.work_exchange) for _ in range(2000)]
-    confirms = await publisher.send_batch(batch)
-    # When the connection closes before all are confirmed
-    await own.close()
-    await asyncio.wait(confirms, timeout=5)
+    # Given a publisher connected through a proxy that can be cut, and a batch written
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    own = await connect_robust(BROKER_URL.replace(":5672", f":{proxy.port}"))
+    try:
+        publisher = await Publisher.open(own, topology.build(settings, ["diag"]), 5.0)
+        envelopes = [sample_envelope() for _ in range(2000)]
+        confirms = await publisher.send_batch(
+            [outgoing(e, "diag", publisher.work_exchange) for e in envelopes]
+        )
+        # When the connection is cut before all are confirmed
+        await proxy.cut()
+        await asyncio.wait(confirms, timeout=10)
+    finally:
+        await own.close()
     # Then every confirm has ended, confirmed or with a PublishError, nothing else
+    assert all(confirm.done() for confirm in confirms)
     errors = [confirm.exception() for confirm in confirms]
     assert all(e is None or isinstance(e, PublishError) for e in errors), set(map(type, errors))
     assert any(e is not None for e in errors)
