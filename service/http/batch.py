@@ -184,9 +184,10 @@ async def _claimed(request: web.Request, items: list[Item], answers: list[Answer
             answers[item.index] = {**replay_body(claim.original), "replayed": True}
         else:
             item.claim = claim
+    app = request.app  # a property that costs, read once
     for item in items:
         if item.key is None:
-            item.claim = SubmissionClaim(request.app, item.envelope.id, due_at=item.due_at)
+            item.claim = SubmissionClaim(app, item.envelope.id, due_at=item.due_at)
     return [item for item in items if item.claim is not None]
 
 
