@@ -8,8 +8,9 @@ broker. Here the frames of every message (``Basic.Publish``, content header, bod
 are marshalled outside the lock into one buffer (the content header by
 ``wire.content_header``: pamqp's bytes at a fraction of the cost); under the lock
 the messages take consecutive delivery tags, each registered in the channel's
-``confirmations`` and ``message_id_delivery_tag`` exactly as ``basic_publish``
-registers them, and the buffer goes on the write queue as one ``ChannelFrame``. The
+``confirmations`` and ``message_id_delivery_tag`` as ``basic_publish`` registers them
+(with one watch per batch for a closing channel: ``Written``), and the buffer goes on
+the write queue as one ``ChannelFrame``. The
 broker sees the same frames in the same order as from ``basic_publish`` called once
 per message, so its acks, nacks (``Basic.Nack``) and returns (``Basic.Return``,
 matched to a publish by ``message_id``) land on the right message's future through
