@@ -129,9 +129,10 @@ def _prepared(
     items: list[Item] = []
     keys: set[str] = set()
     refused: Counter[str] = Counter()
+    context = inject()  # the request's trace context, the same for every task
     for index, raw in enumerate(tasks):
         try:
-            items.append(_item(request, index, raw, keys, sized))
+            items.append(_item(request, index, raw, keys, sized, context))
         except Problem as problem:
             answers[index] = problem_item(problem)
             refused[problem.code] += 1
@@ -140,7 +141,14 @@ def _prepared(
     return items
 
 
-def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: bool) -> Item:
+def _item(
+    request: web.Request,
+    index: int,
+    raw: Any,
+    keys: set[str],
+    sized: bool,
+    context: dict[str, str],
+) -> Item:
     """One task checked as ``POST /v1/tasks`` checks a body, in the same order."""
     app = request.app
     settings = app[SETTINGS]
@@ -163,7 +171,7 @@ def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: boo
             detail = "this idempotency_key is used by an earlier task of this batch"
             raise Problem(409, "idempotency-key-in-use", "Conflict", detail)
         keys.add(key)
-    envelope = build_envelope(valid, request[CLIENT].id)
+    envelope = build_envelope(valid, request[CLIENT].id, context)
     return Item(index, envelope, key, delay_seconds=valid.delay_seconds, due_at=valid.due_at)
 
 
