@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 from aiormq import spec
 
+from warren.service import coalesced
+from warren.service.coalesced import Outgoing
 from warren.service.errors import PublishError, QueueFull
 from warren.service.metrics import PUBLISH_CONFIRM
 from warren.service.topology import Names, Topology, declare
@@ -49,7 +52,8 @@ class Publisher:
     back its confirm, so a consumer can start the few publishes of one outcome
     and await their confirms together (one broker round trip, not one each).
     Publishes started one after another go out in that order: one channel, and
-    its lock is first come, first served.
+    its lock is first come, first served. ``send_batch`` starts many at once (the
+    gateway's batch route), written as one when aiormq allows it (``coalesced``).
     """
 
     def __init__(self, topology: Topology, timeout: float) -> None:
@@ -59,6 +63,7 @@ class Publisher:
         self.timeout = timeout
         self.names: Names = topology.names
         self._labels = {e.name: {"exchange": e.name.rsplit(".", 1)[-1]} for e in topology.exchanges}
+        self.coalesces = False
 
     @classmethod
     async def open(
@@ -74,6 +79,13 @@ class Publisher:
         (``not connected``): the gateway is created before its broker answers."""
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare(channel, self._topology)
+        self.coalesces = coalesced.supported(await channel.get_underlay_channel())
+        if not self.coalesces:
+            log.warning(
+                "batches publish message by message: this aiormq is not the one the coalesced "
+                "publish was written against (%s)",
+                coalesced.WRITTEN_AGAINST,
+            )
         self._connection, self._channel = connection, channel
 
     @property
@@ -153,6 +165,33 @@ class Publisher:
         confirm.add_done_callback(_retrieve)  # one left behind (a caller gave up) fails quietly
         return confirm
 
+    async def send_batch(self, batch: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
+        """Start every publish of ``batch`` at once; their confirms, in order, without deadline.
+
+        Each confirm fails as ``send``'s does (``QueueFull`` on a nack, ``PublishError``
+        when returned unroutable, when the connection is lost or is not there). The
+        frames of the whole batch are written as one (``coalesced``: one lock, one
+        write, not one of each per message); with an aiormq the coalesced publish does
+        not know, message by message. Returns once the batch is written.
+        """
+        if not self.coalesces:
+            return [self.send(m.exchange, m, m.routing_key, mandatory=m.mandatory) for m in batch]
+        try:
+            channel = await self._underlay()
+            confirms = await coalesced.publish(channel, batch)
+        except PublishError as exc:
+            return [_failed(exc) for _ in batch]
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            return [_failed(PublishError(f"broker connection failed: {exc!r}")) for _ in batch]
+        return [_mapped(confirm, m.routing_key) for confirm, m in zip(confirms, batch, strict=True)]
+
+    async def _underlay(self) -> Any:
+        """The aiormq channel under the robust one; ``PublishError`` when not connected."""
+        connection, robust_channel = self._connection, self._channel
+        if connection is None or robust_channel is None or not connection.connected.is_set():
+            raise PublishError("not connected to the broker")
+        return await robust_channel.get_underlay_channel()
+
     async def publish(
         self, exchange: str, message: WireMessage, routing_key: str, *, mandatory: bool = True
     ) -> None:
@@ -168,11 +207,8 @@ class Publisher:
     async def _confirm(
         self, exchange: str, message: WireMessage, routing_key: str, mandatory: bool
     ) -> None:
-        connection, robust_channel = self._connection, self._channel
-        if connection is None or robust_channel is None or not connection.connected.is_set():
-            raise PublishError("not connected to the broker")
         try:
-            channel = await robust_channel.get_underlay_channel()
+            channel = await self._underlay()
             await channel.basic_publish(
                 message.body,
                 exchange=exchange,
@@ -180,16 +216,55 @@ class Publisher:
                 properties=message.properties,
                 mandatory=mandatory,
             )
-        except aio_pika.exceptions.PublishError as exc:
-            raise PublishError(f"unroutable: no queue bound for {routing_key!r}") from exc
-        except aio_pika.exceptions.DeliveryError as exc:
-            raise QueueFull("the broker refused the message (nack): the queue is full") from exc
-        except (AMQPError, ConnectionError, RuntimeError) as exc:
-            raise PublishError(f"broker connection failed: {exc!r}") from exc
+        except PublishError:
+            raise
+        except Exception as exc:
+            raise _publish_error(exc, routing_key) from exc
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+
+
+def _publish_error(exc: BaseException, routing_key: str) -> PublishError:
+    """What a failed publish means to Warren; anything else is not a publish failure."""
+    if isinstance(exc, aio_pika.exceptions.PublishError):
+        return PublishError(f"unroutable: no queue bound for {routing_key!r}")
+    if isinstance(exc, aio_pika.exceptions.DeliveryError):
+        return QueueFull("the broker refused the message (nack): the queue is full")
+    if isinstance(exc, AMQPError | ConnectionError | RuntimeError):
+        return PublishError(f"broker connection failed: {exc!r}")
+    raise exc
+
+
+def _failed(error: PublishError) -> asyncio.Future[None]:
+    confirm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    confirm.set_exception(error)
+    confirm.add_done_callback(_retrieve)
+    return confirm
+
+
+def _mapped(raw: asyncio.Future[Any], routing_key: str) -> asyncio.Future[None]:
+    """A confirm of aiormq's (an ack frame, or its exception) as ``send``'s: None or a
+    ``PublishError``. A connection lost rejects aiormq's futures with whatever the
+    connection died of, even a bare ``Exception``: a publish error as well."""
+    confirm: asyncio.Future[None] = raw.get_loop().create_future()
+
+    def settle(raw: asyncio.Future[Any]) -> None:
+        if confirm.done():
+            return  # the caller gave up on it
+        if raw.cancelled():
+            confirm.set_exception(PublishError("broker connection failed: publish cancelled"))
+        elif (exc := raw.exception()) is None:
+            confirm.set_result(None)
+        elif isinstance(exc, aio_pika.exceptions.PublishError | aio_pika.exceptions.DeliveryError):
+            confirm.set_exception(_publish_error(exc, routing_key))
+        else:
+            confirm.set_exception(PublishError(f"broker connection failed: {exc!r}"))
+        confirm.add_done_callback(_retrieve)  # failed, and maybe nobody waits any more
+
+    raw.add_done_callback(settle)
+    return confirm
 
 
 def _retrieve(confirm: asyncio.Future[None]) -> None:

@@ -10,6 +10,9 @@
   its rate is requests/s times the batch size. Every task is validated, enveloped, published
   in one confirm window per batch and recorded, as a single submission is.
 
+* ``warren-batch-b`` — with ``--tree-b DIR``: ``warren-batch`` run from another checkout
+  (with this venv), in turn with the others: a before/after of a change in one run.
+
 The issue's target: the batch route at least the raw rate, since the HTTP cost is
 shared over the batch.
 """
@@ -26,7 +29,8 @@ import orjson
 from warren.service.bench.broker import echo_envelope
 from warren.service.bench.common import BenchRun
 
-BATCH_VARIANTS = {"raw-windowed", "warren-batch"}
+TREE_B = "warren-batch-b"  # with --tree-b: the batch route of another checkout's gateway
+BATCH_VARIANTS = {"raw-windowed", "warren-batch", TREE_B}
 
 
 def batch_body(size: int) -> bytes:

@@ -9,6 +9,10 @@ Variants (all started at once, then measured in turn, repeat by repeat):
   not exported; every submission also recorded in the task store).
 * ``warren-notrace`` — sampled at 0 %; ``warren-otlp`` — at 100 %, exported
   over OTLP/HTTP to a local sink.
+* ``raw-windowed``, ``warren-batch`` — ``POST /v1/tasks/batch`` against aio-pika's
+  windowed publish (``warren.service.bench.batch``); with ``--tree-b DIR`` also
+  ``warren-batch-b``: the batch route of the gateway of another checkout, in turn
+  with the others (a before/after in one run).
 * ``warren-pg`` — one process on the PostgreSQL store (``--postgres-url``, a
   schema of its own); ``warren-2w`` — the same with two worker processes on
   the port (``http_workers=2``, which needs PostgreSQL): the pair separates
@@ -26,10 +30,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from warren.service.bench import load
-from warren.service.bench.batch import BATCH_VARIANTS, batch_body, raw_windowed
+from warren.service.bench.batch import BATCH_VARIANTS, TREE_B, batch_body, raw_windowed
 from warren.service.bench.common import BenchRun, bench_run
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, ratio
@@ -50,6 +55,7 @@ BASELINE_KEY = "bench.baseline"
 METRICS = {  # variant: (what is measured, unit) when not POST /v1/tasks in req/s
     "raw-windowed": ("confirmed publishes, aio-pika", "tasks/s"),
     "warren-batch": ("POST /v1/tasks/batch", "tasks/s"),
+    TREE_B: ("POST /v1/tasks/batch, tree b", "tasks/s"),
 }
 
 
@@ -61,6 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=500, help="tasks per batch (and window)")
     p.add_argument("--batch-connections", type=int, default=4, help="connections posting batches")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    p.add_argument(
+        "--tree-b",
+        type=Path,
+        help=f"another checkout of Warren (e.g. `git archive COMMIT | tar -x -C DIR`): adds the "
+        f"variant {TREE_B}, the batch route of that tree's gateway, in turn with the others",
+    )
     p.add_argument(
         "--postgres-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -96,7 +108,7 @@ async def measure(
     times the batch size)."""
     if variant == "raw-windowed":
         return await raw_windowed(run_, spec.duration, spec.warmup, spec.batch_size)
-    if variant != "warren-batch":
+    if variant not in ("warren-batch", TREE_B):
         return await drive(run_, url, spec, label)
     result = await drive(
         run_, url, spec, label, batch_body(spec.batch_size), spec.batch_connections
@@ -126,7 +138,9 @@ async def drive(
 
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
     variants = [v for v in args.variants.split(",") if v]
-    if unknown := set(variants) - set(VARIANTS):
+    if args.tree_b is not None and TREE_B not in variants:
+        variants.append(TREE_B)
+    if unknown := set(variants) - {*VARIANTS, *([TREE_B] if args.tree_b else [])}:
         raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
     spec = replace(
         load_spec(args), batch_size=args.batch_size, batch_connections=args.batch_connections
@@ -137,7 +151,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
         bench_run(keep_logs=args.keep_logs) as run_,
         _schemas(args.postgres_url, run_, variants) as stores,
     ):
-        urls = await _start_targets(run_, variants, stores)
+        urls = await _start_targets(run_, variants, stores, args.tree_b)
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
@@ -148,7 +162,8 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
                 progress.finish(f"{variant} {result['rps']:,.0f}/s")
         progress.close()
         await run_.broker.purge(*_queues(run_, variants))
-        report = run_.report("gateway", {**vars(spec), "repeats": args.repeats})
+        tree_b = str(args.tree_b or "")
+        report = run_.report("gateway", {**vars(spec), "repeats": args.repeats, "tree_b": tree_b})
     _summarise(report, results)
     return report
 
@@ -182,9 +197,9 @@ async def _schemas(url: str, run_: BenchRun, variants: list[str]) -> AsyncIterat
 
 
 async def _start_targets(
-    run_: BenchRun, variants: list[str], stores: dict[str, str]
+    run_: BenchRun, variants: list[str], stores: dict[str, str], tree_b: Path | None = None
 ) -> dict[str, str]:
-    """Start every variant's server; their base URLs of ``POST /v1/tasks``."""
+    """Start every variant's server; their URLs of ``POST /v1/tasks`` (or its batch)."""
     procs: dict[str, Proc] = {}
     ports: dict[str, int] = {}
     sink = None
@@ -211,11 +226,12 @@ async def _start_targets(
             overrides["otel_endpoint"] = sink_url
         env = warren_env(run_.settings, **overrides)
         args = ["gateway", "--port", str(port)]
-        procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env))
+        tree = tree_b if variant == TREE_B else None
+        procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env, tree))
     for variant, proc in procs.items():
         await wait_http(f"http://127.0.0.1:{ports[variant]}/readyz", [proc])
     return {
-        v: f"http://127.0.0.1:{p}/v1/tasks{'/batch' if v == 'warren-batch' else ''}"
+        v: f"http://127.0.0.1:{p}/v1/tasks{'/batch' if v in BATCH_VARIANTS else ''}"
         for v, p in ports.items()
     }
 
@@ -229,6 +245,16 @@ async def _start_baseline(run_: BenchRun, port: int) -> Proc:
     args = ["app", "--url", run_.settings.broker_url, "--port", str(port)]
     args += ["--exchange", names.work_exchange, "--routing-key", BASELINE_KEY]
     return run_.start(Proc.module("warren.service.bench.baselines", args, run_.log("baseline")))
+
+
+def _batch_targets(report: Report) -> None:
+    """The issue's target for the batch route; with tree b, after / before in this run."""
+    batch = report.row("warren-batch")
+    if batch is not None and batch.ratio is not None:
+        report.targets.append(Target("warren batch / raw windowed publish", batch.ratio, 1.0, ">="))
+    before = report.row(TREE_B)
+    if batch is not None and before is not None and before.value > 0:
+        report.notes.append(f"warren-batch / {TREE_B} (same run): {batch.value / before.value:.2f}")
 
 
 def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None:
@@ -246,9 +272,7 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
         base = raw if row.name in BATCH_VARIANTS else baseline
         if base is not None and row is not base:
             row.ratio = ratio(row.value, base.value)
-    batch = report.row("warren-batch")
-    if batch is not None and batch.ratio is not None:
-        report.targets.append(Target("warren batch / raw windowed publish", batch.ratio, 1.0, ">="))
+    _batch_targets(report)
     warren = report.row("warren")
     if warren is not None and warren.ratio is not None:
         report.targets.append(Target("warren / minimal confirm app", warren.ratio, 0.90, ">="))

@@ -9,9 +9,10 @@ would have got alone (with ``retry_after`` where that problem's answer carries a
 
 The steps are the single submit's, per task: rate limit (a batch of N spends N
 requests), size, validation, priority, task type allowed → envelope → keyed claims
-(concurrently) → every publish started at once on the gateway's one channel and
-their confirms awaited together within the publish timeout: one confirm window, so
-the broker round trip is paid once per batch, not once per task → each confirmed
+(concurrently) → every publish written at once on the gateway's one channel (one
+write: ``Publisher.send_batch``) and their confirms awaited together within the
+publish timeout: one confirm window, so the broker round trip is paid once per
+batch, not once per task → each confirmed
 task recorded, each failed task's claim released. All or nothing per task: a task is
 accepted only once confirmed, and a task not confirmed is not claimed.
 
@@ -33,6 +34,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from warren.service.amqp import Publisher
+from warren.service.coalesced import Outgoing
 from warren.service.delays import route
 from warren.service.errors import PublishError
 from warren.service.http.auth import CLIENT, authorize_type
@@ -127,9 +129,10 @@ def _prepared(
     items: list[Item] = []
     keys: set[str] = set()
     refused: Counter[str] = Counter()
+    context = inject()  # the request's trace context, the same for every task
     for index, raw in enumerate(tasks):
         try:
-            items.append(_item(request, index, raw, keys, sized))
+            items.append(_item(request, index, raw, keys, sized, context))
         except Problem as problem:
             answers[index] = problem_item(problem)
             refused[problem.code] += 1
@@ -138,7 +141,14 @@ def _prepared(
     return items
 
 
-def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: bool) -> Item:
+def _item(
+    request: web.Request,
+    index: int,
+    raw: Any,
+    keys: set[str],
+    sized: bool,
+    context: dict[str, str],
+) -> Item:
     """One task checked as ``POST /v1/tasks`` checks a body, in the same order."""
     app = request.app
     settings = app[SETTINGS]
@@ -161,7 +171,7 @@ def _item(request: web.Request, index: int, raw: Any, keys: set[str], sized: boo
             detail = "this idempotency_key is used by an earlier task of this batch"
             raise Problem(409, "idempotency-key-in-use", "Conflict", detail)
         keys.add(key)
-    envelope = build_envelope(valid, request[CLIENT].id)
+    envelope = build_envelope(valid, request[CLIENT].id, context)
     return Item(index, envelope, key, delay_seconds=valid.delay_seconds, due_at=valid.due_at)
 
 
@@ -182,9 +192,10 @@ async def _claimed(request: web.Request, items: list[Item], answers: list[Answer
             answers[item.index] = {**replay_body(claim.original), "replayed": True}
         else:
             item.claim = claim
+    app = request.app  # a property that costs, read once
     for item in items:
         if item.key is None:
-            item.claim = SubmissionClaim(request.app, item.envelope.id, due_at=item.due_at)
+            item.claim = SubmissionClaim(app, item.envelope.id, due_at=item.due_at)
     return [item for item in items if item.claim is not None]
 
 
@@ -211,19 +222,26 @@ async def _published(request: web.Request, items: list[Item], answers: list[Answ
 
 
 async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, PublishError]:
-    """Start every publish, then await all confirms within the publish timeout; the failed
-    ones by item index (not confirmed in time: outcome unknown, as a single submit's 503)."""
+    """Publish every item at once (one write), then await all confirms within the publish
+    timeout; the failed ones by item index (not confirmed in time, or not even written in
+    time under a resource alarm: outcome unknown, as a single submit's 503)."""
     publisher = request.app[PUBLISHER]
-    confirms = {item.index: _send(publisher, item) for item in items}
-    _, late = await asyncio.wait(confirms.values(), timeout=publisher.timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + publisher.timeout
+    unknown = f"no confirm within {publisher.timeout}s (outcome unknown)"
+    try:
+        async with asyncio.timeout_at(deadline):
+            sent = await publisher.send_batch([_outgoing(publisher, item) for item in items])
+    except TimeoutError:
+        return {item.index: PublishError(unknown) for item in items}
+    confirms = {item.index: confirm for item, confirm in zip(items, sent, strict=True)}
+    _, late = await asyncio.wait(sent, timeout=max(0.0, deadline - loop.time()))
     for confirm in late:
         confirm.cancel()
     failures: dict[int, PublishError] = {}
     for index, confirm in confirms.items():
         if confirm in late:
-            failures[index] = PublishError(
-                f"no confirm within {publisher.timeout}s (outcome unknown)"
-            )
+            failures[index] = PublishError(unknown)
         elif isinstance(exc := confirm.exception(), PublishError):
             failures[index] = exc
         elif exc is not None:
@@ -231,10 +249,11 @@ async def _confirmed(request: web.Request, items: list[Item]) -> dict[int, Publi
     return failures
 
 
-def _send(publisher: Publisher, item: Item) -> asyncio.Future[None]:
-    """Start the publish of ``item``: to its work queue, or onto the delay ladder."""
-    exchange, key = route(publisher.names, item.envelope.queue, item.delay_seconds)
-    return publisher.send(exchange, item.envelope.to_message(), key)
+def _outgoing(publisher: Publisher, item: Item) -> Outgoing:
+    """The publish of ``item``: to its work queue, or onto the delay ladder."""
+    envelope = item.envelope
+    exchange, key = route(publisher.names, envelope.queue, item.delay_seconds)
+    return Outgoing(exchange, key, envelope.body, envelope.to_properties())
 
 
 async def _settled(
@@ -244,22 +263,28 @@ async def _settled(
     answers: list[Answer],
     trace_id: str | None,
 ) -> None:
-    """Each item's answer; the confirmed recorded, the failed released (concurrently: keyed
-    claims are store writes)."""
+    """Each item's answer; the confirmed recorded, the failed released. Keyed claims are
+    store writes, settled concurrently; a keyless claim's record only hands the ``queued``
+    change to the recorder's batch, so it is awaited in line (it never suspends: a task
+    for each would cost more than the record)."""
     retry_after = request.app[SETTINGS].retry_after_seconds
-    settle = []
+    keyed = []
     accepted: Counter[str] = Counter()
     for item in items:
         claim, envelope = item.claim, item.envelope
         assert claim is not None
         if (failure := failures.get(item.index)) is not None:
             answers[item.index] = problem_item(not_accepted(failure, envelope.type, retry_after))
-            settle.append(claim.release())
-            continue
-        answers[item.index] = _accepted(envelope, trace_id, item.due_at)
-        accepted[envelope.type] += 1
-        settle.append(claim.record(envelope))
-    await asyncio.gather(*settle)
+            settle = claim.release()
+        else:
+            answers[item.index] = _accepted(envelope, trace_id, item.due_at)
+            accepted[envelope.type] += 1
+            settle = claim.record(envelope)
+        if claim.key is None:
+            await settle
+        else:
+            keyed.append(settle)
+    await asyncio.gather(*keyed)
     for task_type, count in accepted.items():
         SUBMISSIONS.add(count, {"type": task_type, "outcome": "accepted", "reason": ""})
 

@@ -3,6 +3,7 @@ publish, confirmed → 202 (or, with ``?wait=S``, the final record if the task e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -109,14 +110,17 @@ def not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem
     )
 
 
-def build_envelope(valid: ValidSubmission, submitter: str | None = None) -> Envelope:
-    """The envelope of a first attempt, carrying the current span's trace context.
+def build_envelope(
+    valid: ValidSubmission, submitter: str | None = None, context: Mapping[str, str] | None = None
+) -> Envelope:
+    """The envelope of a first attempt, carrying the current span's trace context
+    (``context``: that context injected already, as a batch does once for its tasks).
 
     Built before the publish span exists (an ``Idempotency-Key`` claim needs the
     task's id, creation time and trace id first); ``_publish`` makes it a child of
     the publish span. Either way its trace id is the request's.
     """
-    context = inject()
+    context = inject() if context is None else context
     return Envelope(
         id=new_task_id(),
         type=valid.contract.name,

@@ -101,6 +101,19 @@ async def test_gateway_batch_variants_count_tasks_against_the_raw_windowed_rate(
     await assert_cleaned_up(connection, report)
 
 
+async def test_gateway_tree_b_adds_the_batch_route_of_another_checkout(
+    connection: AbstractRobustConnection,
+) -> None:
+    report = await bench(
+        "gateway", "-d", "1", "--warmup", "0", "--loadgen", "python", "--variants",
+        "raw-windowed,warren-batch", "--batch-size", "50", "--tree-b", str(REPO),
+    )  # fmt: skip
+    assert [row.name for row in report.rows] == ["raw-windowed", "warren-batch", "warren-batch-b"]
+    assert positive(report.rows[2].value) and report.rows[2].extra["errors"] == 0
+    assert any(note.startswith("warren-batch / warren-batch-b") for note in report.notes)
+    await assert_cleaned_up(connection, report)
+
+
 async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
     report = await bench(
         "e2e", "-d", "1", "--max-duration", "1", "--warmup", "0", "-p", "1",
