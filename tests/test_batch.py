@@ -98,6 +98,22 @@ async def test_idempotency_keys_are_per_task(
     assert alone.status == 200 and (await alone.json())["id"] == again[1]["id"]
 
 
+async def test_a_batch_items_key_compares_the_delay_as_the_single_route_does(
+    gateway: Client, channel: AbstractChannel, shape: Topology
+) -> None:
+    # Given a delayed task accepted under a key in a batch
+    first = await post_batch(gateway, [echo("a", idempotency_key="k-d", delay_seconds=60)])
+    assert first[0]["status"] == "scheduled"
+    # When the same body comes again with the same delay, another delay, or none
+    again = await post_batch(gateway, [echo("a", idempotency_key="k-d", delay_seconds=60)])
+    other = await post_batch(gateway, [echo("a", idempotency_key="k-d", delay_seconds=61)])
+    none = await post_batch(gateway, [echo("a", idempotency_key="k-d")])
+    # Then the same delay is a replay and another one, or none, is refused
+    assert again[0]["id"] == first[0]["id"] and again[0]["replayed"] is True
+    assert other[0]["problem"]["code"] == "idempotency-key-reused"
+    assert none[0]["problem"]["code"] == "idempotency-key-reused"
+
+
 async def test_a_task_type_the_key_may_not_submit_is_that_tasks_403(
     settings: Settings, channel: AbstractChannel
 ) -> None:

@@ -77,6 +77,7 @@ class Item:
     claim: SubmissionClaim | None = None
     delay_seconds: int = 0  # on the delay ladder (see ``warren.service.delays``)
     due_at: datetime | None = None
+    when: str | None = None  # the delay as asked for: part of a key's fingerprint
 
 
 async def submit_batch(request: web.Request) -> web.Response:
@@ -172,7 +173,8 @@ def _item(
             raise Problem(409, "idempotency-key-in-use", "Conflict", detail)
         keys.add(key)
     envelope = build_envelope(valid, request[CLIENT].id, context)
-    return Item(index, envelope, key, delay_seconds=valid.delay_seconds, due_at=valid.due_at)
+    delay, due_at, when = valid.delay_seconds, valid.due_at, valid.when
+    return Item(index, envelope, key, delay_seconds=delay, due_at=due_at, when=when)
 
 
 async def _claimed(request: web.Request, items: list[Item], answers: list[Answer]) -> list[Item]:
@@ -180,7 +182,7 @@ async def _claimed(request: web.Request, items: list[Item], answers: list[Answer
     used before answers with its original task (``replayed``), a conflict with its 409."""
     keyed = [item for item in items if item.key is not None]
     claims = await asyncio.gather(
-        *(claim_key(request, item.envelope, item.key, item.due_at) for item in keyed),
+        *(claim_key(request, item.envelope, item.key, item.due_at, item.when) for item in keyed),
         return_exceptions=True,
     )
     for item, claim in zip(keyed, claims, strict=True):
