@@ -115,7 +115,7 @@ class Scheduler:
         name = self._shape.names.scheduler_leader
         queue = await topology.declare_queue(channel, self._shape, name)
         if queue.declaration_result.message_count == 0:  # none waiting: make one (x-max-length 1)
-            await self._publisher.publish("", leader_token(datetime.now(UTC)), name)
+            await self._publish_token(datetime.now(UTC))
         await queue.consume(self._tokens.put)
         self._leading = asyncio.create_task(self._lead_forever())
         log.info("scheduler following %s with %d schedules", name, len(self.schedules))
@@ -189,14 +189,20 @@ class Scheduler:
     ) -> AbstractIncomingMessage:
         """A fresh token (publish, then ack the old one), back to us while we stay active."""
         assert self._publisher is not None
-        name = self._shape.names.scheduler_leader
         try:
-            await self._publisher.publish("", leader_token(cursor), name)
+            await self._publish_token(cursor)
             await token.ack()
             async with asyncio.timeout(self.settings.publish_timeout_seconds + 5):
                 return await self._tokens.get()
         except (PublishError, TimeoutError) as exc:
             raise LostLeadership(f"token rotation failed: {exc!r}") from None
+
+    async def _publish_token(self, cursor: datetime) -> None:
+        """The leader token, to its queue through the work exchange under the queue's name
+        (a binding of the topology: the scheduler's user needs no default exchange)."""
+        assert self._publisher is not None
+        name = self._shape.names.scheduler_leader
+        await self._publisher.publish(self._publisher.work_exchange, leader_token(cursor), name)
 
     async def fire(self, schedule: Schedule, tick: datetime) -> bool:
         """One tick's task, unless its task id is known already (fired by anyone); True if

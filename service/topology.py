@@ -54,7 +54,6 @@ from warren.service.topology_names import (
     tier_label,
 )
 from warren.service.topology_permissions import (
-    DEFAULT_EXCHANGE,
     Permissions,
     Role,
     permissions,
@@ -70,7 +69,6 @@ from warren.service.topology_specs import (
 __all__ = [
     "CONTROL_DELAY_TAIL",
     "CONTROL_STREAM_ARGS",
-    "DEFAULT_EXCHANGE",
     "DELAY_LEVELS",
     "MAX_DELAY_SECONDS",
     "BindingSpec",
@@ -152,6 +150,10 @@ def build(settings: Settings, queues: Iterable[str], *, passive: bool | None = N
     bindings: list[BindingSpec] = [
         BindingSpec(names.events_exchange, names.recorder_queue, "#"),
         BindingSpec(names.control_exchange, names.control_stream, ""),
+        # The leader token goes through the work exchange under the leader queue's own name,
+        # which no task's queue can route to (queue names hold no dots): the scheduler's user
+        # then needs no write on the default exchange, which reaches every queue.
+        BindingSpec(names.work_exchange, names.scheduler_leader, names.scheduler_leader),
     ]
     _delay_ladder(settings, names, served, queue_specs, bindings)
     for q in served:

@@ -11,7 +11,6 @@ from typing import Literal
 from warren.service.topology_names import Names
 
 Role = Literal["gateway", "consumer", "scheduler", "deploy"]
-DEFAULT_EXCHANGE = "amq.default"
 """The name RabbitMQ checks permissions on for the default (nameless) exchange."""
 
 
@@ -44,9 +43,8 @@ def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permiss
       queues (the keeper moves dead letters into the store).
     * ``consumer`` of ``queues``: consume its work queues and the control stream; publish
       retries, dead letters, lifecycle events and the ``sync`` marker of the control stream.
-    * ``scheduler``: consume the leader queue; publish each tick's task to the work exchange
-      and the leader token back to its queue (through the default exchange, whose
-      permission RabbitMQ checks by exchange only: see the README's Deploying).
+    * ``scheduler``: consume the leader queue; publish each tick's task, and the leader token
+      back to its queue, to the work exchange (the token under the leader queue's name).
     * ``deploy``: declare, bind and delete everything in the namespace (``warren topology
       apply``); binding needs ``write`` on the queue and ``read`` on the exchange.
     """
@@ -62,7 +60,7 @@ def permissions(names: Names, role: Role, queues: Iterable[str] = ()) -> Permiss
     if role == "scheduler":
         return Permissions(
             "^$",
-            _exactly([names.work_exchange, DEFAULT_EXCHANGE]),
+            _exactly([names.work_exchange]),
             _exactly([names.scheduler_leader]),
         )
     if role == "consumer":

@@ -82,8 +82,7 @@ def test_every_name_starts_with_the_namespace(settings: Settings) -> None:
     assert all(n.startswith(settings.namespace + ".") for n in names)
     assert len(names) == len(set(names))
     bound = {b.queue for b in shape.bindings if not b.to_exchange}
-    # The scheduler's leader queue is reached through the default exchange, by its name.
-    assert bound == {q.name for q in shape.queues} - {shape.names.scheduler_leader}
+    assert bound == {q.name for q in shape.queues}
     exchanges = {e.name for e in shape.exchanges}
     assert all(b.queue in exchanges for b in shape.bindings if b.to_exchange)
 

@@ -173,6 +173,8 @@ async def test_a_scheduler_fires_its_ticks_as_a_least_privilege_user(
     await refused(scheduler, lambda ch: consume(ch, names.work_queue(QUEUE_A)))
     await refused(scheduler, lambda ch: publish(ch, names.retry_exchange, QUEUE_A))
     await refused(scheduler, lambda ch: publish(ch, names.events_exchange, "x"))
+    # nor publish straight into a queue through the default exchange
+    await refused(scheduler, lambda ch: publish(ch, "", names.work_queue(QUEUE_A)))
 
 
 async def consume(channel: aio_pika.abc.AbstractChannel, queue: str) -> None:
