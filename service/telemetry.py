@@ -249,6 +249,28 @@ class PendingSpan:
         self.kept = span
 
 
+_EMPTY = context.Context()
+
+
+def _remote_parent(headers: Mapping[str, Any]) -> trace.SpanContext | None:
+    """The sender's span context, as ``extract`` reads it, from the validated ``traceparent``
+    directly: the propagator parses it again, which was ~4 % of a delivery's CPU."""
+    parent = clean_traceparent(headers.get("traceparent"))
+    if parent is None or parent.startswith("ff"):
+        return None
+    trace_id, span_id = int(parent[3:35], 16), int(parent[36:52], 16)
+    if not trace_id or not span_id:
+        return None
+    state = clean_tracestate(headers.get("tracestate"))
+    return trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(int(parent[53:], 16)),
+        trace_state=trace.TraceState.from_header([state]) if state else None,
+    )
+
+
 class AttemptSampling:
     """The consumer's decision for each attempt (tail-style): traced while it runs if sampled
     at its start, else traced afterwards only if it fails.
@@ -262,12 +284,13 @@ class AttemptSampling:
     def __init__(self, ratio: float) -> None:
         self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
 
-    def sampled(self, headers: Mapping[str, Any]) -> bool:
-        """The head decision for one delivery."""
-        parent = clean_traceparent(headers.get("traceparent"))
-        if parent is not None:
-            return int(parent[-2:], 16) & 1 == 1
-        return random.getrandbits(64) < self._bound  # a sample, not a secret
+    def head(self, headers: Mapping[str, Any]) -> tuple[context.Context, bool]:
+        """The sender's trace context and the head decision for one delivery."""
+        parent = _remote_parent(headers)
+        if parent is None:
+            return _EMPTY, random.getrandbits(64) < self._bound  # a sample, not a secret
+        span = trace.NonRecordingSpan(parent)
+        return trace.set_span_in_context(span, _EMPTY), parent.trace_flags.sampled
 
     @contextmanager
     def span(
@@ -275,8 +298,8 @@ class AttemptSampling:
     ) -> Iterator[SpanLike]:
         """The attempt's consumer span, current while the body runs (or its pending stand-in,
         with the sender's context current, so a retry carries the trace on)."""
-        parent = extract(headers)
-        if self.sampled(headers):
+        parent, sampled = self.head(headers)
+        if sampled:
             attributes[SAMPLED_BY] = "head"
             with _TRACER.start_as_current_span(
                 name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
