@@ -24,7 +24,7 @@ from tests.test_envelope import sample_envelope
 from warren.consumers.runner import Consumer
 from warren.service.settings import Settings
 from warren.service.store.model import new_task_id
-from warren.service.telemetry import SAMPLED_BY
+from warren.service.telemetry import SAMPLED_BY, setup_telemetry
 from warren.service.topology import Declared, Names
 from warren.service.wire import Envelope
 
@@ -47,6 +47,13 @@ def finished() -> Iterator[InMemorySpanExporter]:
 
 
 def consumer_at(ratio: float, settings: Settings) -> Settings:
+    """The test's settings with the consumer's sampling ratio at ``ratio``.
+
+    The process's tracer provider (and its ratio, which the gateway uses) is installed
+    once, here with the tests' ratio of 1: a consumer at 0 must not leave in-process
+    gateways of later tests unsampled.
+    """
+    setup_telemetry(settings, "tests")
     return settings.model_copy(update={"otel_sampling_ratio": ratio})
 
 
