@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
@@ -176,24 +176,6 @@ class DecidedOrParentBased(Sampler):
         return "DecidedOrParentBased"
 
 
-class SpanLike(Protocol):
-    """What the delivery path writes to its span: a real one, or a ``PendingSpan``."""
-
-    def set_attribute(self, key: str, value: AttributeValue) -> None: ...
-
-    def record_exception(
-        self,
-        exception: BaseException,
-        attributes: Attributes = None,
-        timestamp: int | None = None,
-        escaped: bool = False,
-    ) -> None: ...
-
-    def set_status(
-        self, status: trace.Status | trace.StatusCode, description: str | None = None
-    ) -> None: ...
-
-
 class PendingSpan:
     """The span of an attempt not sampled when it started: nothing is recorded while it runs
     but what a span would be told; ``end`` makes it a real span only if the attempt failed,
@@ -269,6 +251,10 @@ def _remote_parent(headers: Mapping[str, Any]) -> trace.SpanContext | None:
         trace_flags=trace.TraceFlags(int(parent[53:], 16)),
         trace_state=trace.TraceState.from_header([state]) if state else None,
     )
+
+
+SpanLike = trace.Span | PendingSpan
+"""What the delivery path writes to: the attempt's span, or its stand-in until it fails."""
 
 
 class AttemptSampling:

@@ -91,17 +91,25 @@ async def settled(consumer: Consumer) -> None:
     await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
 
 
+async def flaky_then_echo(
+    consumer: Consumer, publish: Any, events: Events, *, sampled: bool
+) -> tuple[Envelope, Envelope]:
+    """A task that fails once then succeeds (its flag ``sampled``), and a success published
+    without trace context; returns once both succeeded and every delivery is settled."""
+    flaky = await publish("diag.flaky", b'{"fail_times":1}', sampled=sampled)
+    echo = await publish("diag.echo", b'{"message":"hi"}', sampled=None)
+    assert (await events.final(flaky.id))["attempt"] == 2
+    assert (await events.final(echo.id))["status"] == "succeeded"
+    await settled(consumer)
+    return flaky, echo
+
+
 async def test_at_ratio_0_a_failed_attempt_is_traced_and_the_success_after_it_is_not(
     settings: Settings, start_consumer: StartConsumer, publish: Any, events: Events
 ) -> None:
     consumer = await start_consumer("diag", settings_=consumer_at(0.0, settings))
     with finished() as exporter:
-        flaky = await publish("diag.flaky", b'{"fail_times":1}', sampled=False)
-        echo = await publish("diag.echo", b'{"message":"hi"}', sampled=None)
-
-        assert (await events.final(flaky.id))["attempt"] == 2
-        assert (await events.final(echo.id))["status"] == "succeeded"
-        await settled(consumer)
+        flaky, echo = await flaky_then_echo(consumer, publish, events, sampled=False)
 
         # One span, for the failed attempt, kept afterwards, in the sender's trace.
         (failed,) = attempts(exporter, flaky.id)
@@ -144,12 +152,7 @@ async def test_at_ratio_1_every_attempt_is_traced_as_it_runs(
 ) -> None:
     consumer = await start_consumer("diag", settings_=consumer_at(1.0, settings))
     with finished() as exporter:
-        flaky = await publish("diag.flaky", b'{"fail_times":1}', sampled=True)
-        echo = await publish("diag.echo", b'{"message":"hi"}', sampled=None)
-
-        assert (await events.final(flaky.id))["attempt"] == 2
-        assert (await events.final(echo.id))["status"] == "succeeded"
-        await settled(consumer)
+        flaky, echo = await flaky_then_echo(consumer, publish, events, sampled=True)
 
         first, second = attempts(exporter, flaky.id)
         assert [(s.attributes or {})[SAMPLED_BY] for s in (first, second)] == ["head", "head"]
