@@ -15,7 +15,9 @@ Hooks for the delivery path:
 * ``guard(task_id, work, interruptible=…)``: runs an attempt so that a
   cancellation arriving meanwhile cancels its asyncio task (cooperatively:
   the handler sees ``CancelledError`` at its next ``await``) and
-  ``TaskCancelled`` is raised instead of a result.
+  ``TaskCancelled`` is raised instead of a result. The attempt runs in the
+  delivery's own task, which a cancellation cancels: no second task per
+  delivery.
 
 A synchronous handler runs in a thread that nothing can interrupt: its
 attempt is not interrupted, its outcome stands, and only a later attempt
@@ -110,19 +112,26 @@ class Cancellations:
             raise TaskCancelled(task_id)
         if not interruptible:
             return await work
-        running: asyncio.Future[T] = asyncio.ensure_future(work)
-        self._running[task_id] = running
+        # No task of its own: a cancellation cancels the delivery's task, which runs the
+        # attempt, and ``uncancel`` tells it from a stop that cancelled that task too.
+        current = asyncio.current_task()
+        assert current is not None, "an attempt runs in a task"
+        self._running[task_id] = current
         try:
-            return await running
+            result = await work
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task_id in self._interrupted and (current is None or not current.cancelling()):
-                raise TaskCancelled(task_id) from None
+            if task_id in self._interrupted:
+                self._interrupted.discard(task_id)
+                if current.uncancel() == 0:
+                    raise TaskCancelled(task_id) from None
             raise
         finally:
-            if self._running.get(task_id) is running:
+            if self._running.get(task_id) is current:
                 del self._running[task_id]
+        if task_id in self._interrupted:  # the handler swallowed the cancellation and returned
             self._interrupted.discard(task_id)
+            current.uncancel()  # the request stands no more: later awaits are not cancelled
+        return result
 
     async def follow(
         self, connection: AbstractRobustConnection, publisher: Publisher, shape: Topology

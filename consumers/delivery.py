@@ -2,7 +2,9 @@
 
 Everything about one delivery happens inside its ``process <queue>`` span and
 with its task ids bound to the log context, so traces and log lines of an
-attempt carry the same ids. How the outcome reaches the broker is
+attempt carry the same ids. An attempt not sampled at its start runs with its
+sender's trace context and no span; it gets its span afterwards only if it
+fails (``warren.service.telemetry.AttemptSampling``). How the outcome reaches the broker is
 ``warren.consumers.settle``'s business.
 """
 
@@ -35,7 +37,7 @@ from warren.service.errors import DecodeError
 from warren.service.logs import bound_task
 from warren.service.metrics import HANDLER_DURATION, REDELIVERIES
 from warren.service.settings import Settings
-from warren.service.telemetry import extract, tracer
+from warren.service.telemetry import AttemptSampling, SpanLike
 from warren.service.wire.envelope import H_ATTEMPT, Envelope
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class DeliveryProcessor:
         self._stopping = False
         self._labels = {"queue": queue}
         self._by_type: dict[str, dict[str, str]] = {}
+        self._sampling = AttemptSampling(settings.otel_sampling_ratio)
+        self._span_name = f"process {queue}"
         self._default_backoff = Backoff(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.retry_jitter
         )
@@ -108,12 +112,7 @@ class DeliveryProcessor:
             },
         )
         with (
-            tracer().start_as_current_span(
-                f"process {self.queue}",
-                context=extract(headers),
-                kind=trace.SpanKind.CONSUMER,
-                attributes=attributes,
-            ) as span,
+            self._sampling.span(self._span_name, headers, attributes) as span,
             bound_task(
                 task_id=delivery.message_id,
                 task_type=delivery.type,
@@ -123,7 +122,7 @@ class DeliveryProcessor:
         ):
             await self._process(delivery, span)
 
-    async def _process(self, delivery: AbstractIncomingMessage, span: trace.Span) -> None:
+    async def _process(self, delivery: AbstractIncomingMessage, span: SpanLike) -> None:
         if delivery.redelivered:
             REDELIVERIES.add(1, self._labels)
             log.info("redelivered: a previous delivery of this message was not settled")
@@ -152,7 +151,7 @@ class DeliveryProcessor:
         await self._settler.settle(delivery, envelope, outcome, running)
 
     async def _run_in_slot(
-        self, decoded: Decoded, redelivered: bool, span: trace.Span
+        self, decoded: Decoded, redelivered: bool, span: SpanLike
     ) -> tuple[Outcome, RunningEvent]:
         """The attempt in a handler slot, its ``running`` event due if it outlasts the delay.
 
@@ -205,7 +204,7 @@ class DeliveryProcessor:
             raise DecodeError(reason, _short_errors(exc)) from None
         return Decoded(envelope, handler, payload)
 
-    async def _attempt(self, decoded: Decoded, redelivered: bool, span: trace.Span) -> Outcome:
+    async def _attempt(self, decoded: Decoded, redelivered: bool, span: SpanLike) -> Outcome:
         """Run the handler once and say how it ended (never raises for a handler failure)."""
         envelope = decoded.envelope
         span.set_attribute("warren.task.attempt", envelope.attempt)

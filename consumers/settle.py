@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -237,9 +237,7 @@ class Settler:
                 "warren.retry.delay_seconds": tier,
             },
         )
-        with tracer().start_as_current_span(
-            f"publish {self.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-        ):
+        with _span(f"publish {self.queue}", attributes):
             confirm = self._publisher.send_retry(envelope.next_attempt(inject()), tier)
         log.warning("attempt %d failed; retry in %ss", envelope.attempt, tier)
         return confirm
@@ -257,9 +255,7 @@ class Settler:
                 "warren.dead.error_type": outcome.error_type,
             },
         )
-        with tracer().start_as_current_span(
-            f"dead-letter {self.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-        ):
+        with _span(f"dead-letter {self.queue}", attributes):
             message = dead_letter_message(
                 delivery,
                 reason=outcome.reason,
@@ -295,6 +291,17 @@ class Settler:
                 return self._publisher.labels(names.dead_exchange)
             case _:
                 return self._publisher.labels(names.events_exchange)
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
+    """A producer span, only inside a recording one: an attempt not sampled has none, and
+    its retry then carries its sender's trace context on (``AttemptSampling``)."""
+    if not trace.get_current_span().is_recording():
+        yield
+        return
+    with tracer().start_as_current_span(name, kind=trace.SpanKind.PRODUCER, attributes=attributes):
+        yield
 
 
 def _dead_details(outcome: DeadLetter) -> dict[str, Any]:

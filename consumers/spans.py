@@ -1,9 +1,10 @@
 """Attributes of the messaging spans (OpenTelemetry conventions), the per-queue part built once.
 
-Every delivery opens a ``process`` span and every retry or dead letter a
-``publish`` span; the attributes naming the system, the operation and the
-destination are the same for a whole queue, so they are built once per
-destination and only the task's own ids are added per span.
+A sampled delivery opens a ``process`` span (one not sampled gets it afterwards,
+only if it fails), and its retry or dead letter a ``publish`` span; the
+attributes naming the system, the operation and the destination are the same
+for a whole queue, so they are built once per destination and only the task's
+own ids are added per span.
 """
 
 from __future__ import annotations

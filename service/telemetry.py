@@ -11,7 +11,10 @@ OpenTelemetry's design, so they are installed once per process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context, metrics, trace
@@ -19,8 +22,15 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from warren.service.settings import Settings
 from warren.service.wire import clean_traceparent, clean_tracestate
@@ -40,7 +50,7 @@ def setup_telemetry(settings: Settings, component: str) -> None:
     if _tracer_provider is not None:
         return
     resource = Resource.create(resource_attributes(settings, component))
-    sampler = ParentBased(TraceIdRatioBased(settings.otel_sampling_ratio))
+    sampler = DecidedOrParentBased(settings.otel_sampling_ratio)
     _tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     if settings.otel_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -128,3 +138,168 @@ def extract(headers: Mapping[str, Any]) -> context.Context:
 
 def trace_id_hex(span: trace.Span) -> str:
     return format(span.get_span_context().trace_id, "032x")
+
+
+# --- Sampling: a head decision for successes, every failed attempt kept (tail-style) ---------
+
+SAMPLED_BY = "warren.sampled_by"
+"""Attribute of a span whose code decided to record it: ``head`` (sampled when the attempt
+started) or ``outcome`` (not sampled, kept afterwards because the attempt failed)."""
+
+
+class DecidedOrParentBased(Sampler):
+    """The process's sampler: parent-based at ``ratio`` (the gateway's rule), except for spans
+    that carry ``SAMPLED_BY``: the consumer decided those already (``AttemptSampling``)."""
+
+    def __init__(self, ratio: float) -> None:
+        self._head = ParentBased(TraceIdRatioBased(ratio))
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes is not None and SAMPLED_BY in attributes:
+            parent = trace.get_current_span(parent_context).get_span_context()
+            state = parent.trace_state if parent.is_valid else None
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, state)
+        return self._head.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "DecidedOrParentBased"
+
+
+class PendingSpan:
+    """The span of an attempt not sampled when it started: nothing is recorded while it runs
+    but what a span would be told; ``end`` makes it a real span only if the attempt failed,
+    with its start time, parent, attributes, exceptions and error status."""
+
+    def __init__(self, name: str, parent: context.Context, attributes: dict[str, Any]) -> None:
+        self._start = time.time_ns()
+        self._name = name
+        self._parent = parent
+        self._attributes = attributes
+        self._exceptions: list[tuple[BaseException, int]] = []
+        self._error: str | None = None
+        self.kept: trace.Span | None = None
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self._attributes[key] = value
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self._exceptions.append((exception, timestamp or time.time_ns()))
+
+    def set_status(
+        self, status: trace.Status | trace.StatusCode, description: str | None = None
+    ) -> None:
+        code = status.status_code if isinstance(status, trace.Status) else status
+        if code is trace.StatusCode.ERROR:
+            self._error = description or (
+                status.description if isinstance(status, trace.Status) else None
+            )
+            self._error = self._error or "error"
+
+    def end(self) -> None:
+        """Keep the attempt's span if it failed (retried, dead, or not settled); else nothing."""
+        if self._error is None:
+            return
+        self._attributes[SAMPLED_BY] = "outcome"
+        span = _TRACER.start_span(
+            self._name,
+            context=self._parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes=self._attributes,
+            start_time=self._start,
+        )
+        for exception, at in self._exceptions:
+            span.record_exception(exception, timestamp=at)
+        span.set_status(trace.StatusCode.ERROR, self._error)
+        span.end()
+        self.kept = span
+
+
+_EMPTY = context.Context()
+
+
+def _remote_parent(headers: Mapping[str, Any]) -> trace.SpanContext | None:
+    """The sender's span context, as ``extract`` reads it, from the validated ``traceparent``
+    directly: the propagator parses it again, which was ~4 % of a delivery's CPU."""
+    parent = clean_traceparent(headers.get("traceparent"))
+    if parent is None or parent.startswith("ff"):
+        return None
+    trace_id, span_id = int(parent[3:35], 16), int(parent[36:52], 16)
+    if not trace_id or not span_id:
+        return None
+    state = clean_tracestate(headers.get("tracestate"))
+    return trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(int(parent[53:], 16)),
+        trace_state=trace.TraceState.from_header([state]) if state else None,
+    )
+
+
+SpanLike = trace.Span | PendingSpan
+"""What the delivery path writes to: the attempt's span, or its stand-in until it fails."""
+
+
+class AttemptSampling:
+    """The consumer's decision for each attempt (tail-style): traced while it runs if sampled
+    at its start, else traced afterwards only if it fails.
+
+    The head decision follows the sender (the ``traceparent`` flag the gateway set at its own
+    ratio), and ``ratio`` for a delivery without trace context, so a sampled trace stays whole
+    from the HTTP request to the last attempt. A success not sampled costs no span at all; a
+    retried, dead or failed attempt always has one.
+    """
+
+    def __init__(self, ratio: float) -> None:
+        self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+
+    def head(self, headers: Mapping[str, Any]) -> tuple[context.Context, bool]:
+        """The sender's trace context and the head decision for one delivery."""
+        parent = _remote_parent(headers)
+        if parent is None:
+            return _EMPTY, random.getrandbits(64) < self._bound  # a sample, not a secret
+        span = trace.NonRecordingSpan(parent)
+        return trace.set_span_in_context(span, _EMPTY), parent.trace_flags.sampled
+
+    @contextmanager
+    def span(
+        self, name: str, headers: Mapping[str, Any], attributes: dict[str, Any]
+    ) -> Iterator[SpanLike]:
+        """The attempt's consumer span, current while the body runs (or its pending stand-in,
+        with the sender's context current, so a retry carries the trace on)."""
+        parent, sampled = self.head(headers)
+        if sampled:
+            attributes[SAMPLED_BY] = "head"
+            with _TRACER.start_as_current_span(
+                name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+            ) as span:
+                yield span
+            return
+        pending = PendingSpan(name, parent, attributes)
+        token = context.attach(parent)
+        try:
+            yield pending
+        except Exception as exc:  # escaped the delivery path: not settled, so kept
+            pending.record_exception(exc)
+            pending.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
+            raise
+        finally:
+            context.detach(token)
+            pending.end()

@@ -53,6 +53,7 @@ def make_settings(**overrides: Any) -> Settings:
         "auth_disabled": True,  # tests/test_auth.py turns API keys on
         "running_event_delay_seconds": 0.0,  # many tests count `running` events as starts
         "app": "examples.demo.tasks",  # the repository's example app (tests.demo)
+        "otel_sampling_ratio": 1.0,  # every trace whole; tests/test_tail_sampling.py sets 0
     }
     values.update(overrides)
     return Settings(**values)

@@ -31,7 +31,13 @@ class TelemetrySettings(BaseSettings):
         "`WARREN_NAMESPACE`.",
     )
     otel_sampling_ratio: float = Field(
-        1.0, ge=0, le=1, description="Fraction of new traces that are sampled."
+        0.1,
+        ge=0,
+        le=1,
+        description="Fraction of new traces sampled (the gateway's head decision; a consumer "
+        "follows the `traceparent` flag). Every failed attempt (retried, dead, undecodable) is "
+        "traced whatever the ratio: its span is made when it fails. 0.1 keeps tracing within a "
+        "few % of a consumer's throughput; 1 traces every task (~20 % of it).",
     )
     log_level: str = Field("INFO", description="Root log level.")
     log_format: Literal["json", "text"] = Field(

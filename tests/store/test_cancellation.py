@@ -103,6 +103,34 @@ async def test_a_stopping_consumer_is_not_mistaken_for_a_cancellation() -> None:
         await attempt
 
 
+async def test_a_handler_that_swallows_the_cancellation_leaves_its_delivery_task_usable() -> None:
+    """The attempt runs in the delivery's own task: a cancellation the handler swallowed must
+    not stay counted on that task (``cancelling``), or an ``asyncio.timeout`` in what follows
+    would take its expiry for an outside cancellation."""
+    cancellations = Cancellations()
+    started = asyncio.Event()
+
+    async def handler() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "never"
+
+    async def delivery() -> tuple[str, int, str]:
+        result = await cancellations.guard("t4", handler(), interruptible=True)
+        task = asyncio.current_task()
+        assert task is not None
+        await asyncio.sleep(0.01)  # the settle goes on in the same task
+        return result, task.cancelling(), "settled"
+
+    attempt = asyncio.create_task(delivery())
+    await started.wait()
+    cancellations.cancel("t4")
+    assert await attempt == ("finished anyway", 0, "settled")
+
+
 async def test_a_sync_handler_is_not_interrupted_and_its_outcome_stands() -> None:
     cancellations = Cancellations()
     loop = asyncio.get_running_loop()
