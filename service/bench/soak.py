@@ -1,0 +1,267 @@
+"""``warren bench soak``: N tasks through the batch endpoint, every one ``succeeded``, memory flat.
+
+The whole pipeline runs as deployed, in a fresh namespace: one ``warren
+gateway`` (its recorder writes the task store) and ``--consumers`` ``warren
+consume`` processes on the built-in ``diag`` queue. The soak submits
+``-n`` ``diag.echo`` tasks through ``POST /v1/tasks/batch`` (``--batch`` per
+request, a few requests in flight, the work queue's backlog bounded), samples
+every ``--sample-seconds`` each process's RSS, the store's size and its lag,
+and once the ``succeeded`` events reached N, asks the task API: every accepted
+id must be listed ``succeeded`` (paged through ``GET /v1/tasks?status=succeeded``,
+500 a page, newest first, on the status index).
+
+It exits non-zero when a task did not succeed or when a process's RSS grew by
+more than ``--rss-growth-mib`` from the first sample after 10 % of the tasks
+succeeded (start-up and warm-up are not growth) to the last: at a million
+tasks the default bound of 64 MiB catches a leak of 70 bytes per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+
+from warren.service.bench.common import BenchRun, bench_run, wait_consumers
+from warren.service.bench.drain import EventCounter
+from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
+from warren.service.bench.report import Progress, Report, Row, Target
+from warren.service.bench.soak_probe import MIB, Samples, StoreProbe, take_sample, thinned
+from warren.service.bench.soak_submit import Submitted, submit_all
+
+QUEUE = "diag"
+PAGE = 500  # the task list's largest page
+WARM_FRACTION = 0.1  # RSS growth counts from the sample after this share of tasks succeeded
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--tasks", type=int, default=100_000, help="tasks to submit")
+    p.add_argument("--batch", type=int, default=500, help="tasks per POST /v1/tasks/batch")
+    p.add_argument("--in-flight", type=int, default=4, help="batch requests at a time")
+    p.add_argument("--consumers", type=int, default=2, help="consumer processes")
+    p.add_argument("-c", "--concurrency", type=int, default=16)
+    p.add_argument("--store-url", help="the gateway's store (default: a SQLite file of the run)")
+    p.add_argument("--sample-seconds", type=float, default=5.0)
+    p.add_argument("--max-backlog", type=int, default=20_000, help="ready tasks before pausing")
+    p.add_argument("--rss-growth-mib", type=float, default=64.0, help="bound per process")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole soak")
+
+
+async def run(args: argparse.Namespace) -> Report:
+    progress = Progress("soak", 3, not args.quiet)
+    async with bench_run(keep_logs=args.keep_logs) as run_:
+        store_url = args.store_url or run_.store_url("soak")
+        procs, base = await _start_pipeline(run_, args, store_url)
+        counter = EventCounter()
+        await counter.start(run_.broker, run_.names)
+        store = await StoreProbe.open(store_url)
+        try:
+            report = await _soak(run_, args, procs, base, counter, store, progress)
+        finally:
+            await store.close()
+    progress.close()
+    return report
+
+
+async def _start_pipeline(
+    run_: BenchRun, args: argparse.Namespace, store_url: str
+) -> tuple[dict[str, Proc], str]:
+    port = free_port()
+    env = warren_env(run_.settings, store_url=store_url)
+    procs = {
+        "gateway": run_.start(
+            Proc.warren(["gateway", "--port", str(port)], run_.log("gateway"), env)
+        )
+    }
+    consume = ["consume", "--queue", QUEUE, "--concurrency", str(args.concurrency)]
+    for i in range(args.consumers):
+        argv = [*consume, "--health-port", "0"]
+        procs[f"consume-{i}"] = run_.start(Proc.warren(argv, run_.log(f"consume-{i}"), env))
+    base = f"http://127.0.0.1:{port}"
+    await wait_http(f"{base}/readyz", [procs["gateway"]])
+    work = run_.names.work_queue(QUEUE)
+    await wait_consumers(run_.broker, work, args.consumers, list(procs.values()))
+    return procs, base
+
+
+async def _soak(
+    run_: BenchRun,
+    args: argparse.Namespace,
+    procs: dict[str, Proc],
+    base: str,
+    counter: EventCounter,
+    store: StoreProbe,
+    progress: Progress,
+) -> Report:
+    samples = Samples()
+    queues = (run_.names.work_queue(QUEUE), run_.names.recorder_queue)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+
+    async def sample() -> None:
+        await take_sample(samples, procs, run_.broker, queues, store, counter.events["succeeded"])
+
+    async def backlog() -> int:
+        return (await run_.broker.state(queues[0])).ready
+
+    sampler = asyncio.create_task(_every(args.sample_seconds, sample))
+    deadline = time.monotonic() + args.timeout
+    try:
+        progress.start(f"submitting {args.tasks:,}")
+        url = f"{base}/v1/tasks/batch"
+        submitted = await submit_all(
+            url, args.tasks, args.batch, args.in_flight, backlog, args.max_backlog
+        )
+        progress.finish(f"{len(submitted.ids):,} accepted in {submitted.seconds:,.0f} s")
+        progress.start("draining")
+        drained = await _drained(counter, len(submitted.ids), procs, deadline)
+        progress.finish(f"drained after {drained - samples.started:,.0f} s")
+        await sample()
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    progress.start("asking the task API")
+    settled = await _settled(base, since, run_, deadline)
+    verified = time.time()
+    succeeded, others = await _succeeded(base, since, submitted.ids)
+    progress.finish(f"{succeeded:,} succeeded")
+    store_name = "sqlite (the run's own file)" if args.store_url is None else "--store-url"
+    report = run_.report("soak", _settings(args, store=store_name))
+    figures = Figures(samples, submitted, drained, settled, verified, succeeded, others)
+    _summarise(report, figures, args)
+    return report
+
+
+async def _every(seconds: float, job: Any) -> None:
+    while True:
+        await job()
+        await asyncio.sleep(seconds)
+
+
+async def _drained(
+    counter: EventCounter, accepted: int, procs: dict[str, Proc], deadline: float
+) -> float:
+    """When the ``succeeded`` events reached ``accepted`` (or the deadline passed)."""
+    while counter.events["succeeded"] < accepted and time.monotonic() < deadline:
+        for label, proc in procs.items():
+            if not proc.alive():
+                raise RuntimeError(f"{label} exited during the soak:\n{proc.tail()}")
+        await asyncio.sleep(0.1)
+    return time.time()
+
+
+async def _settled(base: str, since: datetime, run_: BenchRun, deadline: float) -> float:
+    """When the recorder queue is empty and the API lists no task of the run as not final."""
+    pending = "queued,scheduled,running,retrying"
+    params = {"status": pending, "since": since.isoformat(), "limit": "1"}
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            recorder = await run_.broker.state(run_.names.recorder_queue)
+            async with http.get(f"{base}/v1/tasks", params=params) as answer:
+                items = orjson.loads(await answer.read())["items"]
+            if not recorder.ready and not items:
+                break
+            await asyncio.sleep(0.05)
+    return time.time()
+
+
+async def _succeeded(base: str, since: datetime, ids: set[str]) -> tuple[int, int]:
+    """How many of ``ids`` the task API lists ``succeeded``, and how many of the run's tasks
+    it lists dead or cancelled (the first page's worth: any at all is a failure)."""
+    found = 0
+    params = {"status": "succeeded", "since": since.isoformat(), "limit": str(PAGE)}
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{base}/v1/tasks", params=params) as answer:
+                page = orjson.loads(await answer.read())
+            found += sum(1 for item in page["items"] if item["id"] in ids)
+            if not page["next_cursor"]:
+                break
+            params["cursor"] = page["next_cursor"]
+        failed = {"status": "dead,cancelled", "since": since.isoformat(), "limit": str(PAGE)}
+        async with http.get(f"{base}/v1/tasks", params=failed) as answer:
+            others = len(orjson.loads(await answer.read())["items"])
+    return found, others
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a soak found, before it becomes a report."""
+
+    samples: Samples
+    submitted: Submitted
+    drained: float  # wall clock: the last ``succeeded`` event arrived
+    settled: float  # wall clock: the API lists none of the run's tasks as not final
+    verified: float  # wall clock: the paging through the API started
+    succeeded: int  # accepted ids the API lists ``succeeded``
+    others: int  # the run's tasks the API lists dead or cancelled
+
+
+def passed(report: Report) -> bool:
+    """Every task succeeded and no process grew past its bound: the soak's exit status."""
+    return all(target.met for target in report.targets)
+
+
+def _settings(args: argparse.Namespace, **more: Any) -> dict[str, Any]:
+    keys = ["tasks", "batch", "in_flight", "consumers", "concurrency", "sample_seconds"]
+    keys += ["max_backlog", "rss_growth_mib"]
+    return {key: getattr(args, key) for key in keys} | more
+
+
+def _summarise(report: Report, f: Figures, args: argparse.Namespace) -> None:
+    accepted, sub = len(f.submitted.ids), f.submitted
+    elapsed = f.drained - f.samples.started
+    missing = float(args.tasks - f.succeeded + f.others)
+    paused = round(sub.paused_seconds)
+    report.rows += [
+        _row("submit", "accepted", "tasks/s", accepted / max(sub.seconds, 1e-9), accepted=accepted),
+        _row("pipeline", "submitted → succeeded", "tasks/s", accepted / max(elapsed, 1e-9)),
+        *_memory(report, f.samples, args.rss_growth_mib, int(accepted * WARM_FRACTION)),
+        *_store(f),
+        _row("tasks", "not succeeded", "tasks", missing),
+    ]
+    report.rows[0].extra |= {"refused": sub.refused, "failed_requests": sub.failed_requests}
+    report.rows[0].extra["paused_s"] = paused
+    report.rows[1].extra["seconds"] = round(elapsed, 1)
+    report.targets.insert(0, Target("tasks not succeeded", missing, 0.0, "<="))
+    report.notes.append(f"the task API was paged in {time.time() - f.verified:,.1f} s")
+
+
+def _row(name: str, metric: str, unit: str, value: float, **extra: Any) -> Row:
+    return Row(name, metric, unit, [value], extra=extra)
+
+
+def _memory(report: Report, samples: Samples, bound: float, warm_after: int) -> list[Row]:
+    """One row per process (first, max, last RSS and its growth), a bound on each growth."""
+    rows = []
+    for label in samples.labels():
+        series = [v / MIB for v in samples.series(label)]
+        growth = samples.growth(label, warm_after)
+        first, top = series[0], max(series)
+        rows.append(_row(label, "RSS last", "MiB", series[-1], first=first, max=top, growth=growth))
+        report.targets.append(Target(f"RSS growth of {label} (MiB)", growth, bound, "<="))
+        shown = " ".join(f"{v:.0f}" for v in thinned(series))
+        report.notes.append(f"RSS of {label} over the run (MiB): {shown}")
+    return rows
+
+
+def _store(f: Figures) -> list[Row]:
+    """Its size, how far behind it was while the tasks ran, and its lag at the end."""
+    items = f.samples.items
+    size = items[-1].store_bytes if items else 0
+    behind = [s.store_behind_s for s in items if s.store_behind_s == s.store_behind_s]
+    waiting = float(max((s.recorder_ready for s in items), default=0))
+    per_task = round(size / max(len(f.submitted.ids), 1))
+    return [
+        _row("store", "size", "MiB", size / MIB, bytes_per_task=per_task),
+        _row("store", "behind now, max sampled", "s", max(behind, default=float("nan"))),
+        _row("store", "lag after the last event", "s", max(0.0, f.settled - f.drained)),
+        _row("recorder queue", "most waiting", "messages", waiting),
+    ]
