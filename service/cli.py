@@ -221,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
         "bench_args",
         nargs=argparse.REMAINDER,
         metavar="MODE ...",
-        help="the benchmark (consumer, gateway, e2e or soak) and its options; MODE --help lists them",
+        help="the benchmark (consumer, gateway, e2e or soak) and its options; MODE --help lists it",
     )
     b.set_defaults(func=cmd_bench)
     s = sub.add_parser(
