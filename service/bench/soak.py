@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,8 @@ from warren.service.bench.soak_submit import Submitted, submit_all
 
 QUEUE = "diag"
 PAGE = 500  # the task list's largest page
+MAX_STRAGGLERS = 1000  # tasks not listed at first, then asked for one by one
+STRAGGLER_WAIT_SECONDS = 5  # each one's long-poll
 WARM_FRACTION = 0.1  # RSS growth counts from the sample after this share of tasks succeeded
 
 
@@ -130,11 +133,12 @@ async def _soak(
     progress.start("asking the task API")
     settled = await _settled(base, since, run_, deadline)
     verified = time.time()
-    succeeded, others = await _succeeded(base, since, submitted.ids)
+    succeeded, stragglers, others = await _succeeded(base, since, submitted.ids)
     progress.finish(f"{succeeded:,} succeeded")
     store_name = "sqlite (the run's own file)" if args.store_url is None else "--store-url"
     report = run_.report("soak", _settings(args, store=store_name))
     figures = Figures(samples, submitted, drained, settled, verified, succeeded, others)
+    report.notes.append(f"{stragglers} tasks were listed only after their own long-poll")
     _summarise(report, figures, args)
     return report
 
@@ -172,23 +176,44 @@ async def _settled(base: str, since: datetime, run_: BenchRun, deadline: float) 
     return time.time()
 
 
-async def _succeeded(base: str, since: datetime, ids: set[str]) -> tuple[int, int]:
-    """How many of ``ids`` the task API lists ``succeeded``, and how many of the run's tasks
-    it lists dead or cancelled (the first page's worth: any at all is a failure)."""
-    found = 0
-    params = {"status": "succeeded", "since": since.isoformat(), "limit": str(PAGE)}
+async def _succeeded(base: str, since: datetime, ids: set[str]) -> tuple[int, int, int]:
+    """How many of ``ids`` the task API lists ``succeeded``; how many of those were stragglers
+    (not listed at first: their records were still in the recorder's next batch, asked for
+    one by one, long-polling); and how many of the run's tasks it lists dead or cancelled
+    (the first page's worth: any at all is a failure)."""
     async with aiohttp.ClientSession() as http:
-        while True:
-            async with http.get(f"{base}/v1/tasks", params=params) as answer:
-                page = orjson.loads(await answer.read())
-            found += sum(1 for item in page["items"] if item["id"] in ids)
-            if not page["next_cursor"]:
-                break
-            params["cursor"] = page["next_cursor"]
-        failed = {"status": "dead,cancelled", "since": since.isoformat(), "limit": str(PAGE)}
-        async with http.get(f"{base}/v1/tasks", params=failed) as answer:
-            others = len(orjson.loads(await answer.read())["items"])
-    return found, others
+        found = await _listed(http, base, since, "succeeded", ids)
+        missing = list(ids - found)
+        stragglers = 0
+        if len(missing) <= MAX_STRAGGLERS:
+            for task_id in missing:
+                url = f"{base}/v1/tasks/{task_id}?wait={STRAGGLER_WAIT_SECONDS}"
+                async with http.get(url) as answer:
+                    record = orjson.loads(await answer.read()) if answer.status == 200 else {}
+                stragglers += record.get("status") == "succeeded"
+        failed = await _listed(http, base, since, "dead,cancelled", ids, pages=1)
+    return len(found) + stragglers, stragglers, len(failed)
+
+
+async def _listed(
+    http: aiohttp.ClientSession,
+    base: str,
+    since: datetime,
+    status: str,
+    ids: set[str],
+    pages: int | None = None,
+) -> set[str]:
+    """Which of ``ids`` the task list shows with ``status``, paging from the newest."""
+    found: set[str] = set()
+    params = {"status": status, "since": since.isoformat(), "limit": str(PAGE)}
+    for _ in itertools.islice(itertools.count(), pages):
+        async with http.get(f"{base}/v1/tasks", params=params) as answer:
+            page = orjson.loads(await answer.read())
+        found.update(item["id"] for item in page["items"] if item["id"] in ids)
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    return found
 
 
 @dataclass(frozen=True)
