@@ -67,13 +67,15 @@ class GatewaySettings(BaseSettings):
         "(a batch message larger than that is written alone).",
     )
     recorder_max_unacked_events: int = Field(
-        20_000,
+        100_000,
         ge=1,
         le=1_000_000,
-        description="About how many lifecycle events the recorder holds unacknowledged. Its "
-        "prefetch is in messages and a message carries up to `WARREN_EVENT_BATCH_MAX_EVENTS` "
-        "events, so it holds this ÷ that many messages (at least 2; 40 by default): what a "
-        "gateway buffers in memory, and what another replica waits behind.",
+        description="About how many lifecycle events the recorder holds unacknowledged, at "
+        "most. Its prefetch is in messages and a message carries up to "
+        "`WARREN_EVENT_BATCH_MAX_EVENTS` events, so it holds this ÷ that many messages (at "
+        "least 2; 200 by default): what a gateway may buffer in memory when messages are full. "
+        "Under a steady load messages are small (a consumer's batch holds what became due "
+        "during one confirm), so there the message count is what keeps the recorder fed.",
     )
     dead_letter_retention_days: float = Field(
         14.0,

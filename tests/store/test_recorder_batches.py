@@ -196,4 +196,4 @@ async def test_the_recorder_holds_about_max_unacked_events_not_a_fixed_count_of_
 def test_the_prefetch_is_at_least_two_messages(settings: Settings) -> None:
     small = settings.model_copy(update={"recorder_max_unacked_events": 1})
     assert recorder_prefetch(small) == 2
-    assert recorder_prefetch(settings) == 40  # the defaults: 20,000 events, 500 a message
+    assert recorder_prefetch(settings) == 200  # the defaults: 100,000 events, 500 a message
