@@ -6,7 +6,7 @@ consume`` processes on the built-in ``diag`` queue. The soak submits
 ``-n`` ``diag.echo`` tasks through ``POST /v1/tasks/batch`` (``--batch`` per
 request, a few requests in flight, the work queue's backlog bounded), samples
 every ``--sample-seconds`` each process's RSS, the store's size and its lag,
-and once the ``succeeded`` events reached N, asks the task API: every accepted
+and once a ``succeeded`` event of every accepted id arrived, asks the task API: every accepted
 id must be listed ``succeeded`` (paged through ``GET /v1/tasks?status=succeeded``,
 500 a page, newest first, on the status index).
 
@@ -31,10 +31,9 @@ import aiohttp
 import orjson
 
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers
-from warren.service.bench.drain import EventCounter
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report
-from warren.service.bench.soak_probe import Samples, StoreProbe, take_sample
+from warren.service.bench.soak_probe import Samples, StoreProbe, SucceededIds, take_sample
 from warren.service.bench.soak_report import Figures, passed, report_of
 from warren.service.bench.soak_submit import submit_all
 from warren.service.store.db import StoreUnavailable
@@ -67,8 +66,8 @@ async def run(args: argparse.Namespace) -> Report:
     async with bench_run(keep_logs=args.keep_logs) as run_:
         store_url = args.store_url or run_.store_url("soak")
         procs, base = await _start_pipeline(run_, args, store_url)
-        counter = EventCounter()
-        await counter.start(run_.broker, run_.names)
+        counter = SucceededIds()
+        await counter.start(run_.broker, run_.names.events_exchange, f"{QUEUE}.succeeded")
         store = await StoreProbe.open(store_url)
         try:
             report = await _soak(run_, args, procs, base, counter, store, progress)
@@ -104,7 +103,7 @@ async def _soak(
     args: argparse.Namespace,
     procs: dict[str, Proc],
     base: str,
-    counter: EventCounter,
+    counter: SucceededIds,
     store: StoreProbe,
     progress: Progress,
 ) -> Report:
@@ -113,7 +112,7 @@ async def _soak(
     since = datetime.now(UTC) - timedelta(seconds=1)
 
     async def sample() -> None:
-        await take_sample(samples, procs, run_.broker, queues, store, counter.events["succeeded"])
+        await take_sample(samples, procs, run_.broker, queues, store, len(counter.seen))
 
     async def backlog() -> int:
         return (await run_.broker.state(queues[0])).ready
@@ -128,7 +127,7 @@ async def _soak(
         )
         progress.finish(f"{len(submitted.ids):,} accepted in {submitted.seconds:,.0f} s")
         progress.start("draining")
-        drained = await _drained(counter, len(submitted.ids), procs, deadline)
+        drained = await _drained(counter, submitted.ids, procs, deadline)
         progress.finish(f"drained after {drained - samples.started:,.0f} s")
         await sample()
     finally:
@@ -155,14 +154,16 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _drained(
-    counter: EventCounter, accepted: int, procs: dict[str, Proc], deadline: float
+    counter: SucceededIds, ids: set[str], procs: dict[str, Proc], deadline: float
 ) -> float:
-    """When the ``succeeded`` events reached ``accepted`` (or the deadline passed)."""
-    while counter.events["succeeded"] < accepted and time.monotonic() < deadline:
+    """When a ``succeeded`` event of every accepted id arrived (or the deadline passed)."""
+    missing = ids - counter.seen
+    while missing and time.monotonic() < deadline:
         for label, proc in procs.items():
             if not proc.alive():
                 raise RuntimeError(f"{label} exited during the soak:\n{proc.tail()}")
         await asyncio.sleep(0.1)
+        missing = {i for i in missing if i not in counter.seen}  # the few left, not all seen
     return time.time()
 
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiormq.abc import DeliveredMessage
+
 from warren.service.bench.broker import BenchBroker
 from warren.service.bench.procs import Proc
 from warren.service.store import SQLITE_PREFIX, TaskStore, open_store
 from warren.service.store.sql import TABLE
+from warren.service.wire import event_objects
 
 MIB = 1024 * 1024
 
@@ -159,3 +162,24 @@ def thinned(values: Sequence[float], points: int = 12) -> list[float]:
         return list(values)
     step = (len(values) - 1) / (points - 1)
     return [values[round(i * step)] for i in range(points)]
+
+
+class SucceededIds:
+    """The ids of ``succeeded`` events, from a queue of the soak's own bound to
+    ``<queue>.succeeded``: a count by status would also count a task the gateway refused
+    after publishing it (no confirm in time: it runs, but its id was never accepted) and a
+    task run twice, and call the drain done too early."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    async def start(self, broker: BenchBroker, exchange: str, routing_key: str) -> None:
+        channel = await broker.connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key)
+        raw = await channel.get_underlay_channel()
+        await raw.basic_consume(queue.name, self._on_message, no_ack=True)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        events = event_objects(message.body, message.header.properties.headers)
+        self.seen.update(str(event["task_id"]) for event in events)
