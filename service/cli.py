@@ -215,13 +215,13 @@ def parser() -> argparse.ArgumentParser:
     queues_cli.add_parser(sub)  # `warren queues [--watch S]`, over the HTTP API
     dead_cli.add_parser(sub)  # `warren dead list|show|replay|discard`, over the HTTP API
     b = sub.add_parser(
-        "bench", help="benchmarks: warren bench consumer|gateway|e2e [--help | options]"
+        "bench", help="benchmarks: warren bench consumer|gateway|e2e|soak [--help | options]"
     )
     b.add_argument(
         "bench_args",
         nargs=argparse.REMAINDER,
         metavar="MODE ...",
-        help="the benchmark (consumer, gateway or e2e) and its options; MODE --help lists them",
+        help="the benchmark (consumer, gateway, e2e or soak) and its options; MODE --help lists it",
     )
     b.set_defaults(func=cmd_bench)
     s = sub.add_parser(

@@ -64,8 +64,18 @@ class GatewaySettings(BaseSettings):
         ge=1,
         le=10_000,
         description="Most lifecycle events the gateway's recorder writes in one transaction "
-        "(a batch message larger than that is written alone); it holds up to twice this many "
-        "messages unacknowledged (its prefetch).",
+        "(a batch message larger than that is written alone).",
+    )
+    recorder_max_unacked_events: int = Field(
+        100_000,
+        ge=1,
+        le=1_000_000,
+        description="About how many lifecycle events the recorder holds unacknowledged, at "
+        "most. Its prefetch is in messages and a message carries up to "
+        "`WARREN_EVENT_BATCH_MAX_EVENTS` events, so it holds this ÷ that many messages (at "
+        "least 2; 200 by default): what a gateway may buffer in memory when messages are full. "
+        "Under a steady load messages are small (a consumer's batch holds what became due "
+        "during one confirm), so there the message count is what keeps the recorder fed.",
     )
     dead_letter_retention_days: float = Field(
         14.0,

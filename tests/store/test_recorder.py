@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import make_settings
-from warren.service.recorder import Recorder, _Item
+from warren.service.recorder_items import Item
+from warren.service.recorder_writer import Writer
 from warren.service.store import Change, TaskRecord, TaskStore
 from warren.service.store.db import StoreRejected, StoreUnavailable
 from warren.service.store.merge import merge
@@ -50,13 +51,13 @@ class FailingStore:
 async def test_a_batch_waits_out_an_outage_and_only_a_refused_change_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("warren.service.recorder.RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr("warren.service.recorder_writer.RETRY_DELAYS", (0.01,))
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
     store = FailingStore(outages=2, poison=bad)
-    recorder = Recorder(store, make_settings())  # type: ignore[arg-type]
-    await recorder._write([_Item(None, (queued(good),)), _Item(None, (queued(bad),))])
+    writer = Writer(store, make_settings().recorder_batch_size)  # type: ignore[arg-type]
+    await writer.write([Item(None, (queued(good),)), Item(None, (queued(bad),))])
     assert store.written == [good]
-    assert recorder.stats.events == 2 and recorder.stats.batches == 1
+    assert writer.stats.events == 2 and writer.stats.batches == 1
 
 
 async def test_text_the_database_cannot_hold_is_cleaned_not_refused(store: TaskStore) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import BROKER_URL
 from tests.store.support import eventually
 from tests.support import message_count
 from warren.service import topology
-from warren.service.recorder import Recorder
+from warren.service.recorder import Recorder, recorder_prefetch
 from warren.service.settings import Settings
 from warren.service.store import Change, TaskRecord, TaskStore
 from warren.service.store.model import Status
@@ -156,3 +156,44 @@ async def _true(value: bool) -> bool:
 
 async def _ready(channel: AbstractChannel, queue: str, count: int) -> bool:
     return await message_count(channel, queue) == count
+
+
+async def test_the_recorder_holds_about_max_unacked_events_not_a_fixed_count_of_messages(
+    settings: Settings,
+    store: TaskStore,
+    channel: AbstractChannel,
+    declared: topology.Declared,
+) -> None:
+    # Given consumers' batches of up to 10 events and a recorder bound of 30 events,
+    # and 8 full batches waiting before the recorder starts, its database stalled
+    bounded = settings.model_copy(
+        update={"event_batch_max_events": 10, "recorder_max_unacked_events": 30}
+    )
+    assert recorder_prefetch(bounded) == 3
+    batches = [succeeded_events(10) for _ in range(8)]
+    for events in batches:
+        await publish_batch(channel, bounded, events)
+    recorder_queue = topology.Names(settings.namespace).recorder_queue
+    counting = CountingStore(store)
+    counting.gate.clear()
+
+    # When it starts, it holds 3 messages (30 events) and the broker keeps the other 5
+    recorder, connection = await recording(counting, bounded)
+    await eventually(lambda: _true(counting.asked == 1))
+    await eventually(lambda: _ready(channel, recorder_queue, 5))
+    assert await message_count(channel, recorder_queue) == 5
+
+    # Then, the database back, every event of every batch is written and acked
+    counting.gate.set()
+    await eventually(lambda: _ready(channel, recorder_queue, 0))
+    await eventually(lambda: _true(sum(counting.applied.values()) == 80))
+    await recorder.close()
+    await connection.close()
+    assert counting.applied == Counter(c.dedup_key for events in batches for c in events)
+    assert await message_count(channel, recorder_queue) == 0
+
+
+def test_the_prefetch_is_at_least_two_messages(settings: Settings) -> None:
+    small = settings.model_copy(update={"recorder_max_unacked_events": 1})
+    assert recorder_prefetch(small) == 2
+    assert recorder_prefetch(settings) == 200  # the defaults: 100,000 events, 500 a message
