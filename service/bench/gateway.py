@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from warren.service.bench import load
@@ -65,6 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--postgres-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL of the warren-pg and warren-2w variants (a schema per variant)",
+    )
+    p.add_argument(
+        "--tree-b",
+        type=Path,
+        help="another checkout of Warren (e.g. `git archive COMMIT | tar -x -C DIR`): adds the "
+        "variant warren-b, `warren` run from that tree, in turn with the others (a before/after "
+        "in one run)",
     )
 
 
@@ -126,7 +134,9 @@ async def drive(
 
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
     variants = [v for v in args.variants.split(",") if v]
-    if unknown := set(variants) - set(VARIANTS):
+    if args.tree_b is not None and "warren-b" not in variants:
+        variants.append("warren-b")
+    if unknown := set(variants) - {*VARIANTS, *(["warren-b"] if args.tree_b else [])}:
         raise SystemExit(f"unknown variants: {', '.join(sorted(unknown))}")
     spec = replace(
         load_spec(args), batch_size=args.batch_size, batch_connections=args.batch_connections
@@ -137,7 +147,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
         bench_run(keep_logs=args.keep_logs) as run_,
         _schemas(args.postgres_url, run_, variants) as stores,
     ):
-        urls = await _start_targets(run_, variants, stores)
+        urls = await _start_targets(run_, variants, stores, args.tree_b)
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
@@ -148,7 +158,8 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
                 progress.finish(f"{variant} {result['rps']:,.0f}/s")
         progress.close()
         await run_.broker.purge(*_queues(run_, variants))
-        report = run_.report("gateway", {**vars(spec), "repeats": args.repeats})
+        settings = {**vars(spec), "repeats": args.repeats, "tree_b": str(args.tree_b or "")}
+        report = run_.report("gateway", settings)
     _summarise(report, results)
     return report
 
@@ -182,9 +193,10 @@ async def _schemas(url: str, run_: BenchRun, variants: list[str]) -> AsyncIterat
 
 
 async def _start_targets(
-    run_: BenchRun, variants: list[str], stores: dict[str, str]
+    run_: BenchRun, variants: list[str], stores: dict[str, str], tree_b: Path | None = None
 ) -> dict[str, str]:
-    """Start every variant's server; their base URLs of ``POST /v1/tasks``."""
+    """Start every variant's server (``warren-b``: ``warren`` of ``tree_b``); their base URLs
+    of ``POST /v1/tasks``."""
     procs: dict[str, Proc] = {}
     ports: dict[str, int] = {}
     sink = None
@@ -211,7 +223,8 @@ async def _start_targets(
             overrides["otel_endpoint"] = sink_url
         env = warren_env(run_.settings, **overrides)
         args = ["gateway", "--port", str(port)]
-        procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env))
+        tree = tree_b if variant == "warren-b" else None
+        procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env, tree))
     for variant, proc in procs.items():
         await wait_http(f"http://127.0.0.1:{ports[variant]}/readyz", [proc])
     return {
@@ -249,6 +262,11 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
     batch = report.row("warren-batch")
     if batch is not None and batch.ratio is not None:
         report.targets.append(Target("warren batch / raw windowed publish", batch.ratio, 1.0, ">="))
+    _targets(report)
+
+
+def _targets(report: Report) -> None:
+    """The gateway's targets and notes, from the rows of one run."""
     warren = report.row("warren")
     if warren is not None and warren.ratio is not None:
         report.targets.append(Target("warren / minimal confirm app", warren.ratio, 0.90, ">="))
@@ -256,6 +274,10 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
     if workers is not None and workers.ratio is not None:
         report.targets.append(
             Target("warren, 2 workers / minimal confirm app", workers.ratio, 0.90, ">=")
+        )
+    if warren is not None and (other := report.row("warren-b")) is not None and other.value > 0:
+        report.notes.append(
+            f"warren / warren-b (tree b, same run): {warren.value / other.value:.2f}"
         )
     off, otlp = report.row("warren-notrace"), report.row("warren-otlp")
     if off is not None and otlp is not None and off.value > 0:
