@@ -32,6 +32,7 @@ from typing import Any
 from warren.service.bench import load
 from warren.service.bench.batch import BATCH_VARIANTS, batch_body, raw_windowed
 from warren.service.bench.common import BenchRun, bench_run
+from warren.service.bench.drain import CpuClock
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, ratio
 
@@ -98,18 +99,35 @@ def load_spec(args: argparse.Namespace) -> LoadSpec:
 
 
 async def measure(
-    run_: BenchRun, variant: str, url: str, spec: LoadSpec, label: str
+    run_: BenchRun, variant: str, url: str, spec: LoadSpec, label: str, pid: int | None = None
 ) -> dict[str, Any]:
     """One run of ``variant``; its ``rps`` is tasks per second (for a batch, requests/s
-    times the batch size)."""
+    times the batch size). ``pid``: the target's one process, whose CPU is measured too."""
     if variant == "raw-windowed":
         return await raw_windowed(run_, spec.duration, spec.warmup, spec.batch_size)
     if variant != "warren-batch":
-        return await drive(run_, url, spec, label)
+        return await cpu_timed(run_, url, spec, label, pid)
     result = await drive(
         run_, url, spec, label, batch_body(spec.batch_size), spec.batch_connections
     )
     return {**result, "rps": result["rps"] * spec.batch_size}
+
+
+async def cpu_timed(
+    run_: BenchRun, url: str, spec: LoadSpec, label: str, pid: int | None
+) -> dict[str, Any]:
+    """A closed-loop run and the target's CPU per answered request (``cpu_us``): a figure
+    that other load on the machine disturbs less than the rate. The warm-up runs apart,
+    so the clock covers the measured window only."""
+    if pid is None:
+        return await drive(run_, url, spec, label)
+    if spec.warmup > 0:
+        await drive(run_, url, replace(spec, duration=spec.warmup, warmup=0), f"{label}-warm")
+    clock = CpuClock([pid])
+    clock.start()
+    result = await drive(run_, url, replace(spec, warmup=0), label)
+    answered = result["requests"] + result["errors"]
+    return {**result, "cpu_us": clock.stop() / answered * 1e6 if answered else float("nan")}
 
 
 async def drive(
@@ -147,13 +165,14 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
         bench_run(keep_logs=args.keep_logs) as run_,
         _schemas(args.postgres_url, run_, variants) as stores,
     ):
-        urls = await _start_targets(run_, variants, stores, args.tree_b)
+        urls, pids = await _start_targets(run_, variants, stores, args.tree_b)
         for repeat in range(args.repeats):
             for variant in variants:
                 progress.start(f"{variant} #{repeat + 1}")
                 await run_.broker.purge(*_queues(run_, variants))
                 label = f"{variant}-{repeat}"
-                result = await measure(run_, variant, urls.get(variant, ""), spec, label)
+                url, pid = urls.get(variant, ""), pids.get(variant)
+                result = await measure(run_, variant, url, spec, label, pid)
                 results[variant].append(result)
                 progress.finish(f"{variant} {result['rps']:,.0f}/s")
         progress.close()
@@ -194,9 +213,9 @@ async def _schemas(url: str, run_: BenchRun, variants: list[str]) -> AsyncIterat
 
 async def _start_targets(
     run_: BenchRun, variants: list[str], stores: dict[str, str], tree_b: Path | None = None
-) -> dict[str, str]:
-    """Start every variant's server (``warren-b``: ``warren`` of ``tree_b``); their base URLs
-    of ``POST /v1/tasks``."""
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Start every variant's server (``warren-b``: ``warren`` of ``tree_b``); their URLs
+    of ``POST /v1/tasks``, and the process ids of those that are one process."""
     procs: dict[str, Proc] = {}
     ports: dict[str, int] = {}
     sink = None
@@ -227,10 +246,11 @@ async def _start_targets(
         procs[variant] = run_.start(Proc.warren(args, run_.log(variant), env, tree))
     for variant, proc in procs.items():
         await wait_http(f"http://127.0.0.1:{ports[variant]}/readyz", [proc])
-    return {
+    urls = {
         v: f"http://127.0.0.1:{p}/v1/tasks{'/batch' if v == 'warren-batch' else ''}"
         for v, p in ports.items()
     }
+    return urls, {v: p.pid for v, p in procs.items() if POSTGRES_VARIANTS.get(v, 1) == 1}
 
 
 async def _start_baseline(run_: BenchRun, port: int) -> Proc:
@@ -253,6 +273,8 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
             "p99_ms": Row("", "", "", [r["p99_ms"] for r in runs]).value,
             "errors": float(sum(r["errors"] for r in runs)),
         }
+        if runs and all("cpu_us" in r for r in runs):
+            row.extra["cpu_us_per_req"] = Row("", "", "", [r["cpu_us"] for r in runs]).value
         report.rows.append(row)
     baseline, raw = report.row("baseline"), report.row("raw-windowed")
     for row in report.rows:
