@@ -53,7 +53,7 @@ async def submit_task(request: web.Request) -> web.Response:
     location = {"Location": f"/v1/tasks/{envelope.id}"}
     if wait and (record := await final_record(request, envelope.id, wait)) and record.final:
         return json_response(record_json(request, record), 200, location)
-    return web.json_response(body, status=202, headers=location)
+    return json_response(body, 202, location)
 
 
 async def _validated(request: web.Request) -> ValidSubmission:
