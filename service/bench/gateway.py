@@ -60,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     p.add_argument("--connections", type=int, default=32, help="concurrent HTTP connections")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="open loop at this many requests/s instead (the Python generator): compares CPU "
+        "per request at one rate, which a loaded machine disturbs less than a maximum",
+    )
     p.add_argument("--batch-size", type=int, default=500, help="tasks per batch (and window)")
     p.add_argument("--batch-connections", type=int, default=4, help="connections posting batches")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
@@ -87,10 +93,13 @@ class LoadSpec:
     connections: int
     batch_size: int = 500
     batch_connections: int = 4
+    rate: float | None = None  # open loop at this rate (requests/s)
 
 
 def load_spec(args: argparse.Namespace) -> LoadSpec:
     generator = args.loadgen
+    if args.rate:
+        return LoadSpec("python", args.duration, args.warmup, args.connections, rate=args.rate)
     if generator == "auto":
         generator = "wrk" if load.wrk_available() else "python"
     elif generator == "wrk" and not load.wrk_available():
@@ -146,6 +155,8 @@ async def drive(
         )
     args = ["--url", url, "--body", body.decode(), "--duration", str(spec.duration)]
     args += ["--connections", str(connections), "--warmup", str(spec.warmup)]
+    if spec.rate and body is BODY:
+        args += ["--rate", str(spec.rate)]
     proc = Proc.module("warren.service.bench.load", args, run_.log(f"load-{label}"))
     return await proc.report_async(timeout=spec.duration + spec.warmup + 60)
 
@@ -179,7 +190,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
         await run_.broker.purge(*_queues(run_, variants))
         settings = {**vars(spec), "repeats": args.repeats, "tree_b": str(args.tree_b or "")}
         report = run_.report("gateway", settings)
-    _summarise(report, results)
+    _summarise(report, results, spec.rate)
     return report
 
 
@@ -264,7 +275,9 @@ async def _start_baseline(run_: BenchRun, port: int) -> Proc:
     return run_.start(Proc.module("warren.service.bench.baselines", args, run_.log("baseline")))
 
 
-def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None:
+def _summarise(
+    report: Report, results: dict[str, list[dict[str, Any]]], rate: float | None = None
+) -> None:
     for variant, runs in results.items():
         metric, unit = METRICS.get(variant, ("POST /v1/tasks", "req/s"))
         row = Row(variant, metric, unit, [r["rps"] for r in runs])
@@ -284,7 +297,24 @@ def _summarise(report: Report, results: dict[str, list[dict[str, Any]]]) -> None
     batch = report.row("warren-batch")
     if batch is not None and batch.ratio is not None:
         report.targets.append(Target("warren batch / raw windowed publish", batch.ratio, 1.0, ">="))
-    _targets(report)
+    if rate:  # every variant served the same rate: compare CPU per request instead
+        _cpu_ratios(report)
+    else:
+        _targets(report)
+
+
+def _cpu_ratios(report: Report) -> None:
+    """At one rate the ratio is the baseline's CPU per request over the variant's."""
+    baseline = report.row("baseline")
+    cpu = baseline.extra.get("cpu_us_per_req") if baseline is not None else None
+    for row in report.rows:
+        mine = row.extra.get("cpu_us_per_req")
+        row.ratio = cpu / mine if cpu and mine and row is not baseline else None
+    report.notes.append("open loop at one rate: ratio = baseline CPU per request / variant's")
+    warren, other = report.row("warren"), report.row("warren-b")
+    if warren is not None and other is not None and other.extra.get("cpu_us_per_req"):
+        mine = warren.extra["cpu_us_per_req"] / other.extra["cpu_us_per_req"]
+        report.notes.append(f"CPU per request, warren / warren-b (tree b, same run): {mine:.2f}")
 
 
 def _targets(report: Report) -> None:
