@@ -4,14 +4,22 @@ Instruments come from OpenTelemetry's global meter, which proxies to the
 provider ``setup_telemetry`` installs, so modules can hold them from import on.
 Labels are bounded sets (task types, queues, outcomes, problem codes): never
 task ids.
+
+What the gateway counts on every request is a tally instead (``Tally``,
+``TallyHistogram``: a dict increment, read when scraped): an SDK measurement
+hashes its attribute set, takes a lock and aggregates, ~10 µs a request.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from opentelemetry import metrics
+from prometheus_client import REGISTRY
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 _meter = metrics.get_meter("warren")
 LATENCY_BUCKETS = (
@@ -19,20 +27,77 @@ LATENCY_BUCKETS = (
     30.0, 60.0, 300.0,
 )  # fmt: skip
 
+
+class Tally:
+    """A counter as the SDK's (``add(amount, attributes)``), kept as a ``Counter`` of label
+    values and observed when scraped."""
+
+    def __init__(self, name: str, labels: tuple[str, ...], description: str) -> None:
+        self.labels = labels
+        self.counts: Counter[tuple[str, ...]] = Counter()
+        _meter.create_observable_counter(name, callbacks=[self._observe], description=description)
+
+    def add(self, amount: int, attributes: Mapping[str, str]) -> None:
+        self.counts[tuple([attributes[label] for label in self.labels])] += amount
+
+    def _observe(self, _options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        return [
+            metrics.Observation(count, dict(zip(self.labels, values, strict=True)))
+            for values, count in self.counts.items()
+        ]
+
+
+class TallyHistogram(Collector):
+    """A histogram as the SDK's (``record(seconds, attributes)``), kept as bucket counts per
+    label values and collected by the Prometheus registry when scraped.
+
+    OpenTelemetry has no observable histogram, so this one joins ``/metrics`` as a
+    ``prometheus_client`` collector under the name the SDK's exporter would give it.
+    """
+
+    def __init__(self, name: str, labels: tuple[str, ...], description: str) -> None:
+        self.name, self.labels, self.description = name, labels, description
+        self.series: dict[tuple[str | int, ...], list[float]] = {}  # bucket counts + [sum]
+        REGISTRY.register(self)
+
+    def record(self, seconds: float, attributes: Mapping[str, str | int]) -> None:
+        key = tuple([attributes[label] for label in self.labels])
+        counts = self.series.get(key)
+        if counts is None:
+            counts = self.series[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le is inclusive
+        counts[-1] += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        names = [label.replace(".", "_") for label in self.labels]
+        family = HistogramMetricFamily(self.name, self.description, labels=names)
+        for key, counts in list(self.series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=False):
+                cumulative += count
+                buckets.append((_bound(bound), cumulative))
+            family.add_metric([str(v) for v in key], buckets, sum_value=counts[-1])
+        yield family
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
 # warren_submissions_total{type, outcome=accepted|rejected|unavailable, reason}
-SUBMISSIONS = _meter.create_counter(
-    "warren.submissions", description="Task submissions at the gateway, by outcome."
+SUBMISSIONS = Tally(
+    "warren.submissions",
+    ("type", "outcome", "reason"),
+    "Task submissions at the gateway, by outcome.",
 )
 # warren_publish_confirm_seconds{exchange=tasks|retry|dead|events}: one measurement per
 # gateway publish; consumers record one settle in ``CONFIRM_SAMPLE`` (the wait for all of
 # its publishes, confirmed together, labelled with the outcome's main exchange).
 CONFIRM_SAMPLE = 10
-PUBLISH_CONFIRM = _meter.create_histogram(
-    "warren.publish_confirm",
-    unit="s",
-    description="Time from publish to the broker's confirm (a consumer: of all of one "
-    "outcome's publishes).",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+PUBLISH_CONFIRM = TallyHistogram(
+    "warren_publish_confirm_seconds",
+    ("exchange",),
+    "Time from publish to the broker's confirm (a consumer: of all of one outcome's publishes).",
 )
 # warren_handler_duration_seconds{queue, type}
 HANDLER_DURATION = _meter.create_histogram(
@@ -99,11 +164,10 @@ INFLIGHT = _meter.create_observable_gauge(
 )
 
 # http_server_request_duration_seconds{http_request_method, http_route, http_response_status_code}
-HTTP_SERVER_DURATION = _meter.create_histogram(
-    "http.server.request.duration",
-    unit="s",
-    description="Time the gateway took to answer a request (probes and scrapes excluded).",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+HTTP_SERVER_DURATION = TallyHistogram(
+    "http_server_request_duration_seconds",
+    ("http.request.method", "http.route", "http.response.status_code"),
+    "Time the gateway took to answer a request (probes and scrapes excluded).",
 )
 
 # warren_requests_refused_total{reason=missing-credentials|invalid-token|forbidden|

@@ -97,20 +97,19 @@ async def test_a_retried_task_is_one_trace_from_http_request_to_last_attempt(
     assert (await events.final(accepted["id"]))["attempt"] == 3
     await stop(gateway, consumer)
 
-    # Server, publish, 3 attempts, 2 retry publishes: all in the caller's trace.
-    spans = await otlp.wait_for(CALLER_TRACE, 7)
-    assert len(spans) == 7
+    # Server (one span per request: no publish span beside it), 3 attempts, 2 retry
+    # publishes: all in the caller's trace.
+    spans = await otlp.wait_for(CALLER_TRACE, 6)
+    assert len(spans) == 6
     server = one(spans, kind=SERVER)
     assert server.parent_id == CALLER_SPAN and server.name == "POST /v1/tasks"
-    publish = one(spans, kind=PRODUCER, service="gateway")
-    assert publish.name == "publish diag" and publish.parent_id == server.span_id
     # Jaeger tells the roles apart: one service per role, in the deployment's namespace.
     namespace = settings.namespace
     assert (server.resource["service.name"], server.resource["service.namespace"]) == (
         "warren-gateway",
         namespace,
     )
-    assert publish.attributes["warren.task.id"] == accepted["id"]
+    assert server.attributes["warren.task.id"] == accepted["id"]
     attempts = sorted(
         (s for s in spans if s.kind == CONSUMER), key=lambda s: s.attributes["warren.task.attempt"]
     )
@@ -128,10 +127,10 @@ async def test_a_retried_task_is_one_trace_from_http_request_to_last_attempt(
     ]
     assert [s.status_code for s in attempts] == [2, 2, 0]
     assert all("exception" in s.events for s in attempts[:2])
-    # Each attempt is the child of the publish that sent it: gateway, then each retry.
+    # Each attempt is the child of what sent it: the gateway's request, then each retry.
     retries = [one(spans, kind=PRODUCER, parent_id=a.span_id) for a in attempts[:2]]
     assert [r.attributes["warren.retry.delay_seconds"] for r in retries] == [0.2, 0.5]
-    assert attempts[0].parent_id == publish.span_id
+    assert attempts[0].parent_id == server.span_id
     assert attempts[1].parent_id == retries[0].span_id
     assert attempts[2].parent_id == retries[1].span_id
 
@@ -156,7 +155,7 @@ async def test_a_dead_lettered_task_trace_ends_in_the_dead_letter_step(
     assert (await events.final(accepted["id"]))["status"] == "dead"
     await stop(gateway, consumer)
 
-    spans = await otlp.wait_for(accepted["trace_id"], 4)
+    spans = await otlp.wait_for(accepted["trace_id"], 3)  # request, attempt, dead letter
     process = one(spans, kind=CONSUMER)
     dead = one(spans, name="dead-letter diag")
     assert dead.kind == PRODUCER and dead.parent_id == process.span_id

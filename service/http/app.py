@@ -24,18 +24,17 @@ from warren.service.connections import BrokerLinks
 from warren.service.contracts import Catalog
 from warren.service.delays import CancelRelay
 from warren.service.http import views
-from warren.service.http.auth import Authenticator, auth_middleware
+from warren.service.http.auth import Authenticator
 from warren.service.http.batch import submit_batch
 from warren.service.http.console import add_console_routes
 from warren.service.http.dead_letters import add_dead_letter_routes
 from warren.service.http.keys import BROKER, CATALOG, PUBLISHER, SETTINGS
+from warren.service.http.middleware import gateway_middleware
 from warren.service.http.openapi import serve_openapi
-from warren.service.http.problems import problem_middleware
 from warren.service.http.queues import list_queues
-from warren.service.http.ratelimit import RATE_LIMITER, RateLimiter, rate_limit_middleware
+from warren.service.http.ratelimit import RATE_LIMITER, RateLimiter
 from warren.service.http.schedules import add_schedule_routes
 from warren.service.http.task_views import add_task_routes
-from warren.service.http.tracing import server_span_middleware
 from warren.service.settings import Settings
 from warren.service.telemetry import setup_telemetry
 
@@ -71,15 +70,11 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> web.Applic
     """The gateway of ``catalog``, by default that of the app ``settings.app`` names."""
     catalog = catalog or load_app(settings.app).catalog
     setup_telemetry(settings, "gateway")
-    # The SERVER span is outermost: it sees the status the problem middleware answered with.
-    middlewares = [server_span_middleware, problem_middleware]
-    # Then who is asking (no keys configured: start-up refused), and their rate limit.
-    middlewares += [auth_middleware(Authenticator.from_settings(settings, catalog))]
+    authenticator = Authenticator.from_settings(settings, catalog)  # no keys: start-up refused
     limiter = RateLimiter()  # the app holds it too: a batch spends per task
-    middlewares += [rate_limit_middleware(settings, limiter)]
     app = web.Application(
         client_max_size=max(settings.max_body_bytes, settings.max_batch_body_bytes),
-        middlewares=middlewares,
+        middlewares=[gateway_middleware(settings, authenticator, limiter)],
         handler_args=server_limits(settings),
     )
     app[SETTINGS] = settings

@@ -22,16 +22,15 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from warren.service.contracts import Catalog
 from warren.service.errors import ConfigurationError
-from warren.service.http.problems import Handler, Problem
+from warren.service.http.problems import Problem
 from warren.service.metrics import REQUESTS_REFUSED
 from warren.service.settings import Settings
 
@@ -46,14 +45,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 # What `warren dev` configures when no key is set: published in the README, so local only.
 DEV_TOKEN = "wrn_dev_local-only-not-a-secret-0000000000"
-
-
-class Middleware(Protocol):
-    """What ``@web.middleware`` makes (the shape ``problem_middleware`` has)."""
-
-    def __call__(
-        self, request: web.Request, handler: Handler
-    ) -> Coroutine[Any, Any, web.StreamResponse]: ...
 
 
 class ApiKey(BaseModel):
@@ -262,29 +253,25 @@ def is_console_asset(path: str) -> bool:
     return path == "/console" or path.startswith("/console/")
 
 
-def auth_middleware(authenticator: Authenticator) -> Middleware:
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS or is_console_asset(request.path):
-            return await handler(request)
-        client = authenticator.client(request)
-        needed = required_scopes(request)
-        if needed and not needed & client.scopes:
-            REQUESTS_REFUSED.add(1, {"reason": "forbidden"})
-            wanted = " or ".join(sorted(needed))
-            raise Problem(
-                403,
-                "forbidden",
-                "Forbidden",
-                f"this API key lacks the scope {wanted}",
-                headers={
-                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'
-                },
-            )
-        request[CLIENT] = client
-        return await handler(request)
-
-    return authenticate
+def admit(authenticator: Authenticator, request: web.Request) -> Client | None:
+    """The request's client, kept as ``request[CLIENT]``; a 401 or 403 for a caller without
+    the scope its route needs; None for the open paths, which need no key."""
+    if request.path in OPEN_PATHS or is_console_asset(request.path):
+        return None
+    client = authenticator.client(request)
+    needed = required_scopes(request)
+    if needed and not needed & client.scopes:
+        REQUESTS_REFUSED.add(1, {"reason": "forbidden"})
+        wanted = " or ".join(sorted(needed))
+        raise Problem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"this API key lacks the scope {wanted}",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'},
+        )
+    request[CLIENT] = client
+    return client
 
 
 def _unauthenticated(code: str, detail: str, *, invalid: bool = False) -> Problem:

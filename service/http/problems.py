@@ -1,7 +1,7 @@
 """RFC 9457 problem responses: every gateway error is ``application/problem+json``.
 
-Domain code raises ``Problem``; one middleware turns it (and aiohttp's own
-HTTP errors, and anything unexpected) into a response, so views stay linear.
+Domain code raises ``Problem``; the gateway's middleware turns it (and aiohttp's own
+HTTP errors, and anything unexpected) into a response (``answered``), so views stay linear.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ def _from_http_exception(exc: web.HTTPException) -> Problem:
     return Problem(exc.status, code, exc.reason, detail, headers)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def answered(request: web.Request, call: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """``call``'s response, or the problem+json of what it raised (a redirect still raises)."""
     try:
-        return await handler(request)
+        return await call
     except Problem as problem:
         return problem.response(request.path)
     except web.HTTPException as exc:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from warren.service.http.auth import CLIENT, Client, Middleware
-from warren.service.http.problems import Handler, Problem
+from warren.service.http.auth import Client
+from warren.service.http.problems import Problem
 from warren.service.metrics import REQUESTS_REFUSED
 from warren.service.settings import Settings
 
@@ -83,7 +83,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 def spend(buckets: RateLimiter, client: Client | None, settings: Settings) -> None:
     """Take one request from ``client``'s budget, or raise its 429 (nothing else happens).
 
-    The middleware spends one per request; a batch spends one more per task after its
+    The gateway's middleware spends one per request; a batch spends one more per task after its
     first, so a batch of N costs what N submissions cost.
     """
     rate = rate_of(client, settings) if client is not None else None
@@ -97,15 +97,3 @@ def spend(buckets: RateLimiter, client: Client | None, settings: Settings) -> No
         f"over {rate.per_second:g} requests/s (burst {rate.burst}); retry in {wait:.2f} s",
         headers={"Retry-After": str(max(1, math.ceil(wait)))},
     )
-
-
-def rate_limit_middleware(settings: Settings, limiter: RateLimiter | None = None) -> Middleware:
-    """After authentication: only requests with a client spend (probes and scrape do not)."""
-    buckets = limiter or RateLimiter()
-
-    @web.middleware
-    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        spend(buckets, request.get(CLIENT), settings)
-        return await handler(request)
-
-    return limit

@@ -133,8 +133,7 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         raise _too_large(max_bytes)
     timeout = request.app[SETTINGS].http_body_timeout_seconds
     try:
-        async with asyncio.timeout(timeout):  # a client trickling its body holds a handler
-            body = await request.read()  # aiohttp enforces client_max_size while reading
+        body = await _read_body(request, timeout)
     except TimeoutError:
         raise Problem(
             408,
@@ -156,6 +155,16 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     if len(body) > max_bytes:  # in case the app's client_max_size is larger
         raise _too_large(max_bytes)
     return parse_json(body)
+
+
+async def _read_body(request: web.Request, timeout: float) -> bytes:
+    """The body; aiohttp enforces ``client_max_size`` while reading. Bounded by ``timeout``
+    (a client trickling its body holds a handler) unless it all arrived already, as a small
+    body does with its headers: then there is nothing to wait for, and no timer to arm."""
+    if request.content.is_eof():
+        return await request.read()
+    async with asyncio.timeout(timeout):
+        return await request.read()
 
 
 class _DuplicateKey(Exception):

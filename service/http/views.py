@@ -21,10 +21,10 @@ from warren.service.http.task_reads import MAX_WAIT_SECONDS, float_param
 from warren.service.http.task_records import json_response, record_json
 from warren.service.http.task_store import RECORDER
 from warren.service.http.task_wait import final_record
-from warren.service.http.tracing import publish_attributes
+from warren.service.http.tracing import name_task
 from warren.service.metrics import SUBMISSIONS
 from warren.service.store.model import new_task_id
-from warren.service.telemetry import inject, prometheus_text, trace_id_hex, tracer
+from warren.service.telemetry import inject, prometheus_text, trace_id_hex
 from warren.service.wire import Envelope
 
 
@@ -54,7 +54,7 @@ async def submit_task(request: web.Request) -> web.Response:
     location = {"Location": f"/v1/tasks/{envelope.id}"}
     if wait and (record := await final_record(request, envelope.id, wait)) and record.final:
         return json_response(record_json(request, record), 200, location)
-    return web.json_response(body, status=202, headers=location)
+    return json_response(body, 202, location)
 
 
 async def _validated(request: web.Request) -> ValidSubmission:
@@ -72,29 +72,24 @@ async def _validated(request: web.Request) -> ValidSubmission:
 async def _publish(
     request: web.Request, envelope: Envelope, claim: SubmissionClaim, delay_seconds: int = 0
 ) -> tuple[Envelope, str | None]:
-    """Publish from a producer span (the task's trace continues from it) and wait for the
-    confirm; the envelope as published and its trace id. Not confirmed: 503, or 429 when
-    the queue is full, and the claim is released."""
+    """Publish and wait for the confirm; the envelope and its trace id. The request's span
+    is the task's parent (no span of its own: one per request). Not confirmed: 503, or 429
+    when the queue is full, and the claim is released."""
     publisher = request.app[PUBLISHER]
-    attributes = publish_attributes(
-        publisher.work_exchange, envelope.queue, envelope.id, envelope.type
-    )
-    with tracer().start_as_current_span(
-        f"publish {envelope.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-    ) as span:
-        envelope = envelope.traced(inject())
-        try:
-            if delay_seconds:  # onto the broker's delay ladder, never held by a process
-                await publish_delayed(publisher, envelope, delay_seconds)
-            else:
-                await publisher.publish_task(envelope)
-        except PublishError as exc:
-            await claim.release()
+    span = trace.get_current_span()
+    name_task(envelope.id, envelope.type)
+    try:
+        if delay_seconds:  # onto the broker's delay ladder, never held by a process
+            await publish_delayed(publisher, envelope, delay_seconds)
+        else:
+            await publisher.publish_task(envelope)
+    except PublishError as exc:
+        await claim.release()
+        if span.is_recording():
             span.record_exception(exc)
-            span.set_status(trace.StatusCode.ERROR, str(exc))
-            retry_after = request.app[SETTINGS].retry_after_seconds
-            raise not_accepted(exc, envelope.type, retry_after) from None
-        return envelope, trace_id_hex(span)
+        retry_after = request.app[SETTINGS].retry_after_seconds
+        raise not_accepted(exc, envelope.type, retry_after) from None
+    return envelope, trace_id_hex(span)
 
 
 def not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem:
@@ -113,13 +108,10 @@ def not_accepted(exc: PublishError, task_type: str, retry_after: int) -> Problem
 def build_envelope(
     valid: ValidSubmission, submitter: str | None = None, context: Mapping[str, str] | None = None
 ) -> Envelope:
-    """The envelope of a first attempt, carrying the current span's trace context
-    (``context``: that context injected already, as a batch does once for its tasks).
-
-    Built before the publish span exists (an ``Idempotency-Key`` claim needs the
-    task's id, creation time and trace id first); ``_publish`` makes it a child of
-    the publish span. Either way its trace id is the request's.
-    """
+    """The envelope of a first attempt, carrying the current span's trace context: the
+    request's span, the parent of the task's spans (an ``Idempotency-Key`` claim records
+    the trace id before the publish). ``context``: that context injected already, as a
+    batch does once for its tasks."""
     context = inject() if context is None else context
     return Envelope(
         id=new_task_id(),

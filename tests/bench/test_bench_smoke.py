@@ -81,8 +81,31 @@ async def test_gateway_mode_with_the_python_load_generator(
     assert positive(baseline.value) and positive(warren.value)
     assert warren.ratio is not None and positive(warren.ratio)
     assert warren.extra["errors"] == 0 and positive(warren.extra["p99_ms"])
+    assert positive(baseline.extra["cpu_us_per_req"]) and positive(warren.extra["cpu_us_per_req"])
     assert report.settings["generator"] == "python"
     assert [t.name for t in report.targets] == ["warren / minimal confirm app"]
+    await assert_cleaned_up(connection, report)
+
+
+async def test_gateway_mode_at_one_rate_with_a_second_tree(
+    connection: AbstractRobustConnection,
+) -> None:
+    # This checkout stands in for another one: warren-b runs it from its own path.
+    report = await bench(
+        "gateway", "-d", "1", "--warmup", "0", "--rate", "20", "--variants", "baseline,warren",
+        "--tree-b", str(REPO),
+    )  # fmt: skip
+    assert [r.name for r in report.rows] == ["baseline", "warren", "warren-b"]
+    baseline, warren, other = report.rows
+    assert all(r.extra["errors"] == 0 and positive(r.extra["cpu_us_per_req"]) for r in report.rows)
+    # Every variant served the rate; the ratio compares CPU per request, and no target is
+    # judged on rates that were fixed.
+    cpu = baseline.extra["cpu_us_per_req"]
+    assert warren.ratio == pytest.approx(cpu / warren.extra["cpu_us_per_req"])
+    assert other.ratio == pytest.approx(cpu / other.extra["cpu_us_per_req"])
+    assert report.targets == [] and report.settings["rate"] == 20
+    assert any(n.startswith("open loop at one rate") for n in report.notes)
+    assert any(n.startswith("CPU per request, warren / warren-b") for n in report.notes)
     await assert_cleaned_up(connection, report)
 
 
