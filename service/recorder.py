@@ -70,7 +70,8 @@ def recorder_prefetch(settings: Settings) -> int:
 class Recorder:
     def __init__(self, store: TaskStore, settings: Settings) -> None:
         self.store = store
-        self._writer = Writer(store, settings.recorder_batch_size)
+        bound = settings.recorder_max_unwritten_submissions
+        self._writer = Writer(store, settings.recorder_batch_size, bound)
         self._prefetch = recorder_prefetch(settings)
         self._retention = timedelta(days=settings.store_retention_days)
         self._shape = topology.build(settings, ())
@@ -102,6 +103,17 @@ class Recorder:
     def submitted(self, change: Change) -> None:
         """The gateway's ``queued`` write, joined to the next batch (no round trip now)."""
         self._writer.add(Item(None, (change,)))
+
+    async def room(self, timeout: float) -> bool:
+        """Whether the gateway may accept more tasks: fewer than
+        ``recorder_max_unwritten_submissions`` of its ``queued`` writes wait (waited for, up
+        to ``timeout``). Without it a store slower than the intake grows the gateway."""
+        if self._writer.room.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._writer.room.wait()
+        return self._writer.room.is_set()
 
     def unflushed(self, task_id: str) -> TaskRecord | None:
         """A task this gateway accepted whose ``queued`` write is still in the next batch."""

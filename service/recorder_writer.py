@@ -58,7 +58,7 @@ class RecorderStats:
 class Writer:
     """The queue of items to write, and the loop that writes and acks them."""
 
-    def __init__(self, store: TaskStore, batch_size: int) -> None:
+    def __init__(self, store: TaskStore, batch_size: int, max_unflushed: int) -> None:
         self.store = store
         self.stats = RecorderStats()
         self.pending: list[Item] = []
@@ -66,12 +66,17 @@ class Writer:
         self.closing = False
         self._batch_size = batch_size
         self._arrived = asyncio.Event()
+        self._max_unflushed = max_unflushed
+        self.room = asyncio.Event()  # set while fewer than ``max_unflushed`` tasks wait
+        self.room.set()
 
     def add(self, item: Item) -> None:
         self.pending.append(item)
         if item.delivery is None:
             for change in item.changes:
                 self.unflushed.setdefault(change.task_id, []).append(change)
+            if len(self.unflushed) >= self._max_unflushed:
+                self.room.clear()
         self._arrived.set()
 
     def wake(self) -> None:
@@ -124,6 +129,8 @@ class Writer:
         self.stats.account(changes, time.perf_counter() - started)
         for change in changes:
             self.unflushed.pop(change.task_id, None)
+        if len(self.unflushed) < self._max_unflushed:
+            self.room.set()
         await ack_written(batch, self.pending)
 
     async def _write_singly(self, changes: Sequence[Change]) -> None:

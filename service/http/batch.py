@@ -50,6 +50,7 @@ from warren.service.http.problems import Problem
 from warren.service.http.ratelimit import RATE_LIMITER, spend
 from warren.service.http.submission import read_json, validate
 from warren.service.http.task_records import json_response
+from warren.service.http.task_store import store_behind
 from warren.service.http.views import build_envelope, not_accepted
 from warren.service.metrics import SUBMISSIONS
 from warren.service.settings import Settings
@@ -88,6 +89,10 @@ async def submit_batch(request: web.Request) -> web.Response:
     # A task can be larger than a single body may be only if the whole batch is.
     sized = len(await request.read()) > settings.max_body_bytes  # read: cached by aiohttp
     items = _prepared(request, tasks, answers, sized)
+    if items and (behind := await store_behind(request)):  # each task's 503, as alone
+        for item in items:
+            answers[item.index] = problem_item(behind)
+        return json_response({"items": answers})
     items = await _claimed(request, items, answers)
     if items:
         await _published(request, items, answers)

@@ -53,6 +53,23 @@ async def release_waiters(app: web.Application) -> None:
         app[WATCHERS].close()
 
 
+async def store_behind(request: web.Request) -> Problem | None:
+    """None once this gateway may accept tasks: its unwritten ``queued`` records are under
+    their bound (waited for up to the publish timeout); else the 503 ``store-behind`` that
+    a submission gets (each task of a batch)."""
+    settings = request.app[SETTINGS]
+    if await request.app[RECORDER].room(settings.publish_timeout_seconds):
+        return None
+    return Problem(
+        503,
+        "store-behind",
+        "Service Unavailable",
+        f"the task store is {settings.recorder_max_unwritten_submissions} records behind "
+        "this gateway's intake",
+        headers={"Retry-After": str(settings.retry_after_seconds)},
+    )
+
+
 def store_problem(exc: Exception) -> Problem:
     """The answer of any view whose store read or write failed: 503, try again in a second."""
     log.warning("task store unavailable: %s", exc)

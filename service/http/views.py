@@ -19,7 +19,7 @@ from warren.service.http.problems import Problem
 from warren.service.http.submission import ValidSubmission, read_json, validate
 from warren.service.http.task_reads import MAX_WAIT_SECONDS, float_param
 from warren.service.http.task_records import json_response, record_json
-from warren.service.http.task_store import RECORDER
+from warren.service.http.task_store import RECORDER, store_behind
 from warren.service.http.task_wait import final_record
 from warren.service.http.tracing import name_task
 from warren.service.metrics import SUBMISSIONS
@@ -34,6 +34,8 @@ async def submit_task(request: web.Request) -> web.Response:
     wait = float_param(request, "wait", 0.0, 0.0, MAX_WAIT_SECONDS)  # a 400 before anything
     valid = await _validated(request)
     authorize_type(request, valid.contract.name)  # 403 before anything is claimed or published
+    if behind := await store_behind(request):  # the store is far behind the intake: 503
+        raise behind
     envelope = build_envelope(valid, request[CLIENT].id)
     claim = await claim_submission(request, envelope, valid.due_at, valid.when)  # 200/409/go
     if claim.replay is not None:

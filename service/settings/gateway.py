@@ -77,6 +77,16 @@ class GatewaySettings(BaseSettings):
         "Under a steady load messages are small (a consumer's batch holds what became due "
         "during one confirm), so there the message count is what keeps the recorder fed.",
     )
+    recorder_max_unwritten_submissions: int = Field(
+        20_000,
+        ge=1,
+        le=1_000_000,
+        description="Most accepted tasks whose `queued` record a gateway holds in memory, "
+        "unwritten (the 202 does not wait for the store; the record joins the recorder's next "
+        "batch). At the bound, submissions wait for the store to catch up, up to "
+        "`WARREN_PUBLISH_TIMEOUT_SECONDS`, then get `503 store-behind` with `Retry-After`: "
+        "a store slower than the intake slows the intake instead of growing the gateway.",
+    )
     dead_letter_retention_days: float = Field(
         14.0,
         gt=0,

@@ -54,7 +54,9 @@ async def test_a_batch_waits_out_an_outage_and_only_a_refused_change_is_dropped(
     monkeypatch.setattr("warren.service.recorder_writer.RETRY_DELAYS", (0.01,))
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
     store = FailingStore(outages=2, poison=bad)
-    writer = Writer(store, make_settings().recorder_batch_size)  # type: ignore[arg-type]
+    settings = make_settings()
+    bound = settings.recorder_max_unwritten_submissions
+    writer = Writer(store, settings.recorder_batch_size, bound)  # type: ignore[arg-type]
     await writer.write([Item(None, (queued(good),)), Item(None, (queued(bad),))])
     assert store.written == [good]
     assert writer.stats.events == 2 and writer.stats.batches == 1
