@@ -86,7 +86,6 @@ class DeliveryProcessor:
         self._waiting: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._labels = {"queue": queue}
-        self._by_type: dict[str, dict[str, str]] = {}
         self._sampling = AttemptSampling(settings.otel_sampling_ratio)
         self._span_name = f"process {queue}"
         self._default_backoff = Backoff(
@@ -220,16 +219,9 @@ class DeliveryProcessor:
             outcome = decide(exc, envelope, backoff, self._settings.retry_tiers_seconds)
             span.set_status(trace.StatusCode.ERROR, outcome.error_type)
         finally:
-            HANDLER_DURATION.record(time.perf_counter() - started, self._type_labels(envelope.type))
+            HANDLER_DURATION.record(time.perf_counter() - started, (self.queue, envelope.type))
         span.set_attribute("warren.task.outcome", type(outcome).__name__.lower())
         return outcome
-
-    def _type_labels(self, task_type: str) -> dict[str, str]:
-        """Label dicts built once per task type: the metrics SDK hashes each one it gets."""
-        labels = self._by_type.get(task_type)
-        if labels is None:
-            labels = self._by_type[task_type] = {"queue": self.queue, "type": task_type}
-        return labels
 
     async def _run(self, decoded: Decoded, redelivered: bool) -> Any:
         envelope, handler = decoded.envelope, decoded.handler

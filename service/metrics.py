@@ -1,17 +1,23 @@
 """Every metric Warren exports, defined once (Prometheus names in the comments).
 
 Instruments come from OpenTelemetry's global meter, which proxies to the
-provider ``setup_telemetry`` installs, so modules can hold them from import on.
+provider ``setup_telemetry`` installs, so modules can hold them from import on;
+a measurement taken per delivery is tallied in-process instead and read when
+scraped (``TalliedHistogram``, and the observable instruments' dicts).
 Labels are bounded sets (task types, queues, outcomes, problem codes): never
 task ids.
 """
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from opentelemetry import metrics
+from prometheus_client import REGISTRY
+from prometheus_client.core import HistogramMetricFamily, Metric
 
 _meter = metrics.get_meter("warren")
 LATENCY_BUCKETS = (
@@ -34,13 +40,59 @@ PUBLISH_CONFIRM = _meter.create_histogram(
     "outcome's publishes).",
     explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
 )
+
+
+class TalliedHistogram:
+    """A histogram tallied in-process (a bucket increment) and read when scraped.
+
+    The SDK's ``Histogram.record`` hashes the label set, takes a lock and finds
+    the bucket per call: ~20 µs on a loaded core, ~5 % of a consumer's CPU per
+    task for one measurement. Here a measurement is a bisect and two additions
+    under a tuple key, and the cumulative buckets are built only on a scrape, by
+    a ``prometheus_client`` collector (``/metrics`` is read from its registry).
+    Measurements come from the event loop's thread only.
+    """
+
+    def __init__(
+        self, name: str, description: str, labels: tuple[str, ...], bounds: tuple[float, ...]
+    ) -> None:
+        self.name = name
+        self._description = description
+        self._labels = list(labels)
+        self._bounds = bounds
+        self._les = [repr(float(bound)) for bound in bounds] + ["+Inf"]
+        self._counts: dict[tuple[str, ...], list[int]] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+
+    def record(self, value: float, key: tuple[str, ...]) -> None:
+        """One measurement; ``key`` holds the label values, in the order of ``labels``."""
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0] * (len(self._bounds) + 1)
+            self._sums[key] = 0.0
+        counts[bisect_left(self._bounds, value)] += 1  # a bucket holds values <= its bound
+        self._sums[key] += value
+
+    def collect(self) -> Iterator[Metric]:
+        """The family as scraped (none before the first measurement)."""
+        if not self._counts:
+            return
+        family = HistogramMetricFamily(self.name, self._description, labels=self._labels)
+        for key, counts in list(self._counts.items()):
+            cumulative = list(itertools.accumulate(counts))
+            buckets = list(zip(self._les, cumulative, strict=True))
+            family.add_metric(list(key), buckets, self._sums[key])
+        yield family
+
+
 # warren_handler_duration_seconds{queue, type}
-HANDLER_DURATION = _meter.create_histogram(
-    "warren.handler_duration",
-    unit="s",
-    description="Time a handler ran, successful or not.",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+HANDLER_DURATION = TalliedHistogram(
+    "warren_handler_duration_seconds",
+    "Time a handler ran, successful or not.",
+    ("queue", "type"),
+    LATENCY_BUCKETS,
 )
+REGISTRY.register(HANDLER_DURATION)
 # warren_redeliveries_total{queue}
 REDELIVERIES = _meter.create_counter(
     "warren.redeliveries",
