@@ -29,7 +29,7 @@ from warren.consumers.context import Resources, TaskContext
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
-from warren.consumers.running import RunningEvent
+from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.settle import Settler
 from warren.consumers.spans import messaging_attributes
 from warren.service.contracts import Backoff
@@ -81,7 +81,7 @@ class DeliveryProcessor:
         self._worker = worker
         self._cancellations = cancellations or Cancellations()
         self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
-        self._running_delay = settings.running_event_delay_seconds
+        self._timers = RunningTimers(settings.running_event_delay_seconds)
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -158,7 +158,7 @@ class DeliveryProcessor:
         """
         await self._take_slot()
         self._running += 1
-        running = self._settler.running(decoded.envelope, self._running_delay)
+        running = self._settler.running(decoded.envelope, self._timers)
         try:
             return await self._attempt(decoded, redelivered, span), running
         except TaskCancelled:  # cancelled while running

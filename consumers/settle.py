@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -41,7 +42,7 @@ from opentelemetry import trace
 from warren.consumers.acks import ACK_ERRORS, Acks
 from warren.consumers.batcher import EventBatcher
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
-from warren.consumers.running import RunningEvent
+from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.spans import messaging_attributes
 from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
@@ -77,11 +78,12 @@ class Settler:
         self._deferred: set[asyncio.Future[None]] = set()
         self._settled = 0
 
-    def running(self, envelope: Envelope, delay: float) -> RunningEvent:
-        """An attempt starts now: its ``running`` event, due after ``delay`` (0: at once)."""
-        return RunningEvent(
-            lambda started: self._event(envelope, Status.RUNNING, started_at=started), delay
-        )
+    def running(self, envelope: Envelope, timers: RunningTimers) -> RunningEvent:
+        """An attempt starts now: its ``running`` event, due after the timers' delay."""
+        return timers.start(functools.partial(self._running_event, envelope))
+
+    def _running_event(self, envelope: Envelope, started: datetime) -> asyncio.Future[None]:
+        return self._event(envelope, Status.RUNNING, started_at=started)
 
     async def settle(
         self,
