@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from warren.consumers.cancellation import Cancellations, TaskCancelled
 from warren.consumers.context import Resources, TaskContext
+from warren.consumers.deadlines import Deadlines
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
@@ -82,6 +83,7 @@ class DeliveryProcessor:
         self._cancellations = cancellations or Cancellations()
         self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
         self._timers = RunningTimers(settings.running_event_delay_seconds)
+        self._deadlines = Deadlines()
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -237,7 +239,7 @@ class DeliveryProcessor:
             settings=self._resources.settings,
             resources=self._resources,
         )
-        async with asyncio.timeout(envelope.timeout_seconds):
+        with self._deadlines.limit(envelope.timeout_seconds):
             if handler.is_async:
                 return await handler.fn(decoded.payload, ctx)
             call = functools.partial(handler.fn, decoded.payload, ctx)
