@@ -84,6 +84,7 @@ class DeliveryProcessor:
         self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
         self._timers = RunningTimers(settings.running_event_delay_seconds)
         self._deadlines = Deadlines()
+        self._max_body_bytes = settings.max_body_bytes
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -196,7 +197,7 @@ class DeliveryProcessor:
             raise DecodeError(
                 "unknown-type", f"no task type {envelope.type!r} on queue {self.queue}"
             )
-        if len(body) > self._settings.max_body_bytes:
+        if len(body) > self._max_body_bytes:
             raise DecodeError("too-large", f"body of {len(body)} bytes is over the limit")
         try:
             payload = handler.contract.adapter.validate_json(body)
