@@ -16,7 +16,6 @@ acks of the fast ones behind it (each would keep a prefetch slot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -106,9 +105,14 @@ class Acks:
 
 
 def _channel_of(delivery: AbstractIncomingMessage) -> object:
-    """The AMQP channel a delivery came on (its tags' namespace), open or already closed."""
-    with contextlib.suppress(*ACK_ERRORS):
+    """The AMQP channel a delivery came on (its tags' namespace), open or already closed.
+
+    Asked twice per delivery (track, ack): a ``try`` costs nothing when nothing is
+    raised, where ``contextlib.suppress`` built a context manager each time."""
+    try:
         return delivery.channel
+    except ACK_ERRORS:
+        pass
     # IncomingMessage.channel raises once the channel is closed; the tags are void then,
     # and a lane of its own keeps them apart from the live channel's.
     return getattr(delivery, "_IncomingMessage__channel", delivery)

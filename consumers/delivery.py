@@ -26,10 +26,11 @@ from pydantic import BaseModel, ValidationError
 
 from warren.consumers.cancellation import Cancellations, TaskCancelled
 from warren.consumers.context import Resources, TaskContext
+from warren.consumers.deadlines import Deadlines
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
-from warren.consumers.running import RunningEvent
+from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.settle import Settler
 from warren.consumers.spans import messaging_attributes
 from warren.service.contracts import Backoff
@@ -81,12 +82,13 @@ class DeliveryProcessor:
         self._worker = worker
         self._cancellations = cancellations or Cancellations()
         self._slots = asyncio.Semaphore(concurrency or settings.consumer_concurrency)
-        self._running_delay = settings.running_event_delay_seconds
+        self._timers = RunningTimers(settings.running_event_delay_seconds)
+        self._deadlines = Deadlines()
+        self._max_body_bytes = settings.max_body_bytes
         self._running = 0
         self._waiting: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._labels = {"queue": queue}
-        self._by_type: dict[str, dict[str, str]] = {}
         self._sampling = AttemptSampling(settings.otel_sampling_ratio)
         self._span_name = f"process {queue}"
         self._default_backoff = Backoff(
@@ -159,7 +161,7 @@ class DeliveryProcessor:
         """
         await self._take_slot()
         self._running += 1
-        running = self._settler.running(decoded.envelope, self._running_delay)
+        running = self._settler.running(decoded.envelope, self._timers)
         try:
             return await self._attempt(decoded, redelivered, span), running
         except TaskCancelled:  # cancelled while running
@@ -195,7 +197,7 @@ class DeliveryProcessor:
             raise DecodeError(
                 "unknown-type", f"no task type {envelope.type!r} on queue {self.queue}"
             )
-        if len(body) > self._settings.max_body_bytes:
+        if len(body) > self._max_body_bytes:
             raise DecodeError("too-large", f"body of {len(body)} bytes is over the limit")
         try:
             payload = handler.contract.adapter.validate_json(body)
@@ -220,16 +222,9 @@ class DeliveryProcessor:
             outcome = decide(exc, envelope, backoff, self._settings.retry_tiers_seconds)
             span.set_status(trace.StatusCode.ERROR, outcome.error_type)
         finally:
-            HANDLER_DURATION.record(time.perf_counter() - started, self._type_labels(envelope.type))
+            HANDLER_DURATION.record_key(time.perf_counter() - started, (self.queue, envelope.type))
         span.set_attribute("warren.task.outcome", type(outcome).__name__.lower())
         return outcome
-
-    def _type_labels(self, task_type: str) -> dict[str, str]:
-        """Label dicts built once per task type: the metrics SDK hashes each one it gets."""
-        labels = self._by_type.get(task_type)
-        if labels is None:
-            labels = self._by_type[task_type] = {"queue": self.queue, "type": task_type}
-        return labels
 
     async def _run(self, decoded: Decoded, redelivered: bool) -> Any:
         envelope, handler = decoded.envelope, decoded.handler
@@ -245,7 +240,7 @@ class DeliveryProcessor:
             settings=self._resources.settings,
             resources=self._resources,
         )
-        async with asyncio.timeout(envelope.timeout_seconds):
+        with self._deadlines.limit(envelope.timeout_seconds):
             if handler.is_async:
                 return await handler.fn(decoded.payload, ctx)
             call = functools.partial(handler.fn, decoded.payload, ctx)

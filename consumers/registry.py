@@ -6,6 +6,7 @@ on the event loop, a plain ``def`` runs in the consumer's thread pool.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ class Handler(Generic[P]):
     contract: TaskContract[P]
     fn: Callable[[P, TaskContext], Any]
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        """Asked twice per attempt; ``iscoroutinefunction`` unwraps and inspects each time."""
         return inspect.iscoroutinefunction(self.fn)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -40,8 +41,9 @@ from opentelemetry import trace
 
 from warren.consumers.acks import ACK_ERRORS, Acks
 from warren.consumers.batcher import EventBatcher
+from warren.consumers.confirm_wait import ConfirmWait
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
-from warren.consumers.running import RunningEvent
+from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.spans import messaging_attributes
 from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
@@ -75,13 +77,15 @@ class Settler:
         self._acks = acks
         self._batcher = batcher
         self._deferred: set[asyncio.Future[None]] = set()
+        self._waits = ConfirmWait(BLOCK_CHECK_SECONDS)
         self._settled = 0
 
-    def running(self, envelope: Envelope, delay: float) -> RunningEvent:
-        """An attempt starts now: its ``running`` event, due after ``delay`` (0: at once)."""
-        return RunningEvent(
-            lambda started: self._event(envelope, Status.RUNNING, started_at=started), delay
-        )
+    def running(self, envelope: Envelope, timers: RunningTimers) -> RunningEvent:
+        """An attempt starts now: its ``running`` event, due after the timers' delay."""
+        return timers.start(functools.partial(self._running_event, envelope))
+
+    def _running_event(self, envelope: Envelope, started: datetime) -> asyncio.Future[None]:
+        return self._event(envelope, Status.RUNNING, started_at=started)
 
     async def settle(
         self,
@@ -184,11 +188,12 @@ class Settler:
         """Wait for every confirm; True if they were left to follow an alarm instead.
 
         Raises ``PublishError`` if a publish failed, or if confirms did not come
-        within the publish timeout while the connection was not blocked.
+        within the publish timeout (checked every ``BLOCK_CHECK_SECONDS``) while the
+        connection was not blocked.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publisher.timeout
-        pending = set(confirms)
+        pending = {confirm for confirm in confirms if not confirm.done()}
         while pending:
             if self._publisher.blocked:
                 _raise_failed(c for c in confirms if c not in pending)
@@ -203,7 +208,8 @@ class Settler:
                     if not self._batcher.carries(confirm):  # a batch's is shared: left alone
                         confirm.cancel()
                 raise PublishError(f"no confirm within {self._publisher.timeout}s (unknown)")
-            _, pending = await asyncio.wait(pending, timeout=min(remaining, BLOCK_CHECK_SECONDS))
+            await self._waits.first(pending)
+            pending = {confirm for confirm in pending if not confirm.done()}
         _raise_failed(confirms)
         return False
 

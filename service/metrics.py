@@ -5,9 +5,10 @@ provider ``setup_telemetry`` installs, so modules can hold them from import on.
 Labels are bounded sets (task types, queues, outcomes, problem codes): never
 task ids.
 
-What the gateway counts on every request is a tally instead (``Tally``,
-``TallyHistogram``: a dict increment, read when scraped): an SDK measurement
-hashes its attribute set, takes a lock and aggregates, ~10 µs a request.
+What the gateway counts on every request, and a consumer on every delivery, is a
+tally instead (``Tally``, ``TallyHistogram``: a dict increment, read when
+scraped): an SDK measurement hashes its attribute set, takes a lock and
+aggregates, 10 to 20 µs each.
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ class TallyHistogram(Collector):
         REGISTRY.register(self)
 
     def record(self, seconds: float, attributes: Mapping[str, str | int]) -> None:
-        key = tuple([attributes[label] for label in self.labels])
+        self.record_key(seconds, tuple([attributes[label] for label in self.labels]))
+
+    def record_key(self, seconds: float, key: tuple[str | int, ...]) -> None:
+        """``record`` with the label values already in ``labels``' order: no mapping built
+        per measurement (a consumer records one per delivery)."""
         counts = self.series.get(key)
         if counts is None:
             counts = self.series[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
@@ -100,11 +105,8 @@ PUBLISH_CONFIRM = TallyHistogram(
     "Time from publish to the broker's confirm (a consumer: of all of one outcome's publishes).",
 )
 # warren_handler_duration_seconds{queue, type}
-HANDLER_DURATION = _meter.create_histogram(
-    "warren.handler_duration",
-    unit="s",
-    description="Time a handler ran, successful or not.",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+HANDLER_DURATION = TallyHistogram(
+    "warren_handler_duration_seconds", ("queue", "type"), "Time a handler ran, successful or not."
 )
 # warren_redeliveries_total{queue}
 REDELIVERIES = _meter.create_counter(

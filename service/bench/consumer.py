@@ -223,8 +223,9 @@ async def _warren_once(drain: Drain, variant: str, spec: Spec, sink: str | None)
     if variant == "warren-recorder":
         gateway, base = await _start_gateway(run_, overrides)
     await run_.broker.purge(work, recorder)
-    # Sampled as the gateway would at the same ratio (the tree before sampled all: its default).
-    share = 1.0 if variant == "warren-b" else overrides.get("otel_sampling_ratio", ratio)
+    # Sampled as the gateway would at the same ratio (a tree before runs at the same default:
+    # a task arriving sampled is traced whatever the consumer's ratio).
+    share = overrides.get("otel_sampling_ratio", ratio)
     envelopes = [echo_envelope(random.random() < share) for _ in range(spec.tasks)]
     await run_.broker.prefill(names.work_exchange, QUEUE, envelopes)
     counter.reset()

@@ -79,28 +79,37 @@ def task_change(
     ``queued`` write alike. Built unvalidated, on the hot path of every
     settle: the values come from an envelope Warren built or decoded (checked
     then) and from Warren's own outcome; the recorder validates what it decodes.
+    A copy of a blank change with every field replaced is the same model as
+    ``model_construct`` gives (every field set), at half its cost: it skips the
+    per-field walk over defaults and aliases.
     """
-    return Change.model_construct(
-        task_id=envelope.id,
-        type=envelope.type,
-        queue=envelope.queue,
-        status=status,
-        attempt=envelope.attempt,
-        max_attempts=envelope.max_attempts,
-        at=at or datetime.now(UTC),
-        trace_id=envelope.trace_id,
-        worker=worker,
-        redelivered=envelope.redelivered,
-        result=result,
-        error_type=error_type,
-        error=error,
-        reason=reason,
-        next_delay_seconds=next_delay_seconds,
-        started_at=started_at,
-        created_at=envelope.created_at,
-        submitter=envelope.submitter,
-        due_at=due_at,
+    return _BLANK.model_copy(
+        update=dict(
+            task_id=envelope.id,
+            type=envelope.type,
+            queue=envelope.queue,
+            status=status,
+            attempt=envelope.attempt,
+            max_attempts=envelope.max_attempts,
+            at=at or datetime.now(UTC),
+            trace_id=envelope.trace_id,
+            worker=worker,
+            redelivered=envelope.redelivered,
+            result=result,
+            error_type=error_type,
+            error=error,
+            reason=reason,
+            next_delay_seconds=next_delay_seconds,
+            started_at=started_at,
+            created_at=envelope.created_at,
+            submitter=envelope.submitter,
+            due_at=due_at,
+        )
     )
+
+
+_NONE: dict[str, Any] = dict.fromkeys(Change.model_fields)
+_BLANK = Change.model_construct(**_NONE)  # every field set (to None): ``task_change`` fills all
 
 
 def encode_event(change: Change) -> bytes:
