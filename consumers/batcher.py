@@ -8,7 +8,13 @@ itself. The batcher of a process publishes instead:
 * at once when no batch is in flight (an idle consumer adds no latency);
 * while one is in flight, events accumulate and go as the next batch when its
   confirm (or failure) arrives: the slower the broker's disk, the larger the
-  batch, so the broker's work per task falls as the load rises.
+  batch, so the broker's work per task falls as the load rises;
+* under load only (the batch just confirmed carried a quarter of
+  ``event_batch_min_events`` or more), fewer than ``event_batch_min_events``
+  waiting events wait up to ``event_batch_linger_seconds`` for more, and go at
+  once when that many are there: a fast broker's confirm would otherwise cut
+  batches short, at a few milliseconds more hold per delivery (the prefetch
+  covers them). An idle consumer's events never wait.
 
 A batch is one message per routing key ``<queue>.<status>``
 (``warren.service.wire.batches``), each bounded in events and bytes (a larger
@@ -62,6 +68,12 @@ class EventBatcher:
         self._publisher = publisher
         self._max_events = settings.event_batch_max_events
         self._max_bytes = settings.event_batch_max_bytes
+        self._min_events = settings.event_batch_min_events
+        self._linger_seconds = settings.event_batch_linger_seconds
+        self._loaded = max(2, self._min_events // 4)  # a batch this large means load
+        self._linger: asyncio.TimerHandle | None = None
+        self._waiting = 0  # events added since the last flush
+        self._flown = 0  # events of the batch in flight
         self._shared: set[asyncio.Future[None]] = set()  # confirms handed out, not yet done
         self._open: dict[str, _Message] = {}  # routing key → the message it fills now
         self._closed: list[_Message] = []  # full ones, waiting for the next flush
@@ -90,11 +102,14 @@ class EventBatcher:
         message.events.append(event)
         message.size += len(event) + 1
         self.unconfirmed += 1
+        self._waiting += 1
         self._idle.clear()
         if not self._flying and not self._scheduled:
             # Next loop turn, not now: the other events settled in this turn join the batch.
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+        elif self._linger is not None and self._waiting >= self._min_events:
+            self._flush()  # the lingering batch is full enough: it goes now
         return message.confirm
 
     def carries(self, confirm: asyncio.Future[None]) -> bool:
@@ -114,9 +129,13 @@ class EventBatcher:
     def _flush(self) -> None:
         """Publish everything waiting, one message per routing key (and per bound)."""
         self._scheduled = False
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         messages = sorted([*self._closed, *self._open.values()], key=lambda m: m.phase)
         self._closed, self._open = [], {}
         self._flying = messages
+        self._flown, self._waiting = self._waiting, 0
         for message in messages:
             sent = self._publisher.send_event(event_batch(message.key, message.events))
             sent.add_done_callback(functools.partial(self._sent, message))
@@ -177,6 +196,17 @@ class EventBatcher:
             self._overdue.cancel()
             self._overdue = None
         if self._open or self._closed:
-            self._flush()
+            self._next_batch()
         elif not self.unconfirmed:
             self._idle.set()
+
+    def _next_batch(self) -> None:
+        """What waits goes now, or, under load and short of ``event_batch_min_events``,
+        within the linger (``add`` sends it sooner once it has that many)."""
+        loaded = self._flown >= self._loaded
+        if self._linger_seconds and loaded and self._waiting < self._min_events:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(self._linger_seconds, self._flush)
+        else:
+            self._flush()

@@ -73,6 +73,33 @@ class FirstConfirmLost:
         monkeypatch.setattr(Publisher, "send_event", send_event)
 
 
+class GatedConfirms:
+    """Every event message is published as usual; the confirm of the n-th reaches the
+    consumer only once ``release(n)`` is called (from 1)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gates: list[asyncio.Event] = []
+        original = Publisher.send_event
+
+        def send_event(publisher: Publisher, event: EventMessage) -> asyncio.Future[None]:
+            gate = asyncio.Event()
+            self.gates.append(gate)
+            return asyncio.ensure_future(self._after(original(publisher, event), gate))
+
+        monkeypatch.setattr(Publisher, "send_event", send_event)
+
+    @property
+    def sent(self) -> int:
+        return len(self.gates)
+
+    def release(self, n: int) -> None:
+        self.gates[n - 1].set()
+
+    async def _after(self, confirm: asyncio.Future[None], gate: asyncio.Event) -> None:
+        await confirm
+        await gate.wait()
+
+
 def batcher_of(consumer: Consumer) -> EventBatcher:
     assert consumer._settler is not None
     return consumer._settler._batcher
@@ -211,3 +238,76 @@ async def test_a_consumer_killed_with_a_batch_in_flight_loses_no_outcome(
     assert any(e["redelivered"] for e in events.items if e["status"] == "succeeded")
     if when == "confirmed":  # the first batch is on the broker: its tasks' outcomes came twice
         assert max(succeeded(events).values()) == 2
+
+
+async def lingering_batch(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    linger: float,
+) -> tuple[GatedConfirms, Consumer, list[str]]:
+    """A consumer under load (its second batch carried 19 events) whose third batch is 5
+    events short of ``event_batch_min_events`` (10) when the second is confirmed."""
+    gated = GatedConfirms(monkeypatch)
+    options = {
+        "event_batch_min_events": 10,
+        "event_batch_linger_seconds": linger,
+        "running_event_delay_seconds": 1.0,
+        "consumer_prefetch": 64,
+    }
+    consumer = await start_consumer("diag", 4, settings_=settings.model_copy(update=options))
+    batcher = batcher_of(consumer)
+    ids = await publish_echoes(declared, settings, 20)
+    await until(lambda: batcher.unconfirmed == 20 and consumer.running == 0, 20, "20 outcomes")
+    gated.release(1)  # 1 event: no load yet, so the 19 waiting go at once
+    await until(lambda: gated.sent == 2, 10, "the second batch")
+    ids += await publish_echoes(declared, settings, 5)
+    await until(lambda: batcher.unconfirmed == 24 and consumer.running == 0, 20, "5 more")
+    gated.release(2)
+    return gated, consumer, ids
+
+
+async def test_under_load_a_short_batch_waits_to_fill_and_goes_once_full(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    events: Events,
+) -> None:
+    # Given a batch 5 events short of the minimum, under load, with a linger of a minute
+    gated, consumer, ids = await lingering_batch(
+        monkeypatch, start_consumer, declared, settings, linger=60.0
+    )
+    # Then it waits: nothing more is published, and its deliveries stay unacked
+    await until(lambda: batcher_of(consumer).unconfirmed == 5, 10, "the second confirmed")
+    await asyncio.sleep(0.3)
+    assert gated.sent == 2 and consumer.inflight == 5
+    # When 5 more outcomes come, the batch has its 10 and goes at once, as one message
+    ids += await publish_echoes(declared, settings, 5)
+    await until(lambda: gated.sent == 3, 10, "the third batch")
+    gated.release(3)
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    assert succeeded(events) == Counter(ids) and events.messages == 3
+    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+
+
+async def test_under_load_a_short_batch_goes_when_its_linger_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+    start_consumer: StartConsumer,
+    declared: Declared,
+    settings: Settings,
+    events: Events,
+) -> None:
+    # Given a batch 5 events short of the minimum, under load, with a linger of a second
+    gated, consumer, ids = await lingering_batch(
+        monkeypatch, start_consumer, declared, settings, linger=1.0
+    )
+    # Then it waits, and goes anyway once the linger is over; every outcome arrives once
+    await until(lambda: batcher_of(consumer).unconfirmed == 5, 10, "the second confirmed")
+    assert gated.sent == 2
+    await until(lambda: gated.sent == 3, 10, "the third batch")
+    gated.release(3)
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    assert succeeded(events) == Counter(ids) and events.messages == 3
+    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")

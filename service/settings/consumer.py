@@ -61,6 +61,24 @@ class ConsumerSettings(BaseSettings):
         "goes alone). Bounds what a reader of the events exchange, and the recorder's "
         "prefetch, hold per message.",
     )
+    event_batch_min_events: int = Field(
+        25,
+        ge=1,
+        le=10_000,
+        description="Under load, the event batch a consumer waits to fill: when its previous "
+        "batch is confirmed and fewer events than this wait, they wait up to "
+        "`WARREN_EVENT_BATCH_LINGER_SECONDS` for more, and go at once when this many are "
+        "there. Under load means the batch just confirmed carried a quarter of this or more; "
+        "an idle consumer's events never wait. 25 keeps the broker at 0.04 event messages a task.",
+    )
+    event_batch_linger_seconds: float = Field(
+        0.005,
+        ge=0,
+        le=0.1,
+        description="The longest an event batch waits to fill under load (see "
+        "`WARREN_EVENT_BATCH_MIN_EVENTS`): what each of its deliveries is held longer before "
+        "its ack at most. 0 = a batch goes as soon as the previous one is confirmed.",
+    )
     running_event_delay_seconds: float = Field(
         0.05,
         ge=0,
