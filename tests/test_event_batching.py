@@ -268,6 +268,17 @@ async def lingering_batch(
     return gated, consumer, ids
 
 
+async def third_batch_settles(
+    gated: GatedConfirms, consumer: Consumer, events: Events, ids: list[str]
+) -> None:
+    """The third batch goes and is confirmed: every outcome arrived once, in 3 messages."""
+    await until(lambda: gated.sent == 3, 10, "the third batch")
+    gated.release(3)
+    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
+    assert succeeded(events) == Counter(ids) and events.messages == 3
+    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+
+
 async def test_under_load_a_short_batch_waits_to_fill_and_goes_once_full(
     monkeypatch: pytest.MonkeyPatch,
     start_consumer: StartConsumer,
@@ -285,11 +296,7 @@ async def test_under_load_a_short_batch_waits_to_fill_and_goes_once_full(
     assert gated.sent == 2 and consumer.inflight == 5
     # When 5 more outcomes come, the batch has its 10 and goes at once, as one message
     ids += await publish_echoes(declared, settings, 5)
-    await until(lambda: gated.sent == 3, 10, "the third batch")
-    gated.release(3)
-    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
-    assert succeeded(events) == Counter(ids) and events.messages == 3
-    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+    await third_batch_settles(gated, consumer, events, ids)
 
 
 async def test_under_load_a_short_batch_goes_when_its_linger_is_over(
@@ -306,8 +313,4 @@ async def test_under_load_a_short_batch_goes_when_its_linger_is_over(
     # Then it waits, and goes anyway once the linger is over; every outcome arrives once
     await until(lambda: batcher_of(consumer).unconfirmed == 5, 10, "the second confirmed")
     assert gated.sent == 2
-    await until(lambda: gated.sent == 3, 10, "the third batch")
-    gated.release(3)
-    await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
-    assert succeeded(events) == Counter(ids) and events.messages == 3
-    await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
+    await third_batch_settles(gated, consumer, events, ids)
