@@ -37,26 +37,6 @@ from warren.service.wire import EventMessage
 ECHO = {"type": "diag.echo", "payload": {"message": "hi"}}
 
 
-class HeldConfirms:
-    """Every event message is published as usual; its confirm reaches the consumer only once
-    ``release`` is set: the broker has the batch, the consumer does not know it yet."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.release = asyncio.Event()
-        self.sent = 0
-        original = Publisher.send_event
-
-        def send_event(publisher: Publisher, event: EventMessage) -> asyncio.Future[None]:
-            self.sent += 1
-            return asyncio.ensure_future(self._after(original(publisher, event)))
-
-        monkeypatch.setattr(Publisher, "send_event", send_event)
-
-    async def _after(self, confirm: asyncio.Future[None]) -> None:
-        await confirm
-        await self.release.wait()
-
-
 class FirstConfirmLost:
     """The first event message is published as usual, but its confirm never reaches the
     consumer (as if lost); every later one does."""
@@ -75,14 +55,18 @@ class FirstConfirmLost:
 
 class GatedConfirms:
     """Every event message is published as usual; the confirm of the n-th reaches the
-    consumer only once ``release(n)`` is called (from 1)."""
+    consumer only once ``release(n)`` is called (from 1), or ``release_all()``: the broker
+    has the batch, the consumer does not know it yet."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gates: list[asyncio.Event] = []
+        self.all_released = False
         original = Publisher.send_event
 
         def send_event(publisher: Publisher, event: EventMessage) -> asyncio.Future[None]:
             gate = asyncio.Event()
+            if self.all_released:
+                gate.set()
             self.gates.append(gate)
             return asyncio.ensure_future(self._after(original(publisher, event), gate))
 
@@ -94,6 +78,12 @@ class GatedConfirms:
 
     def release(self, n: int) -> None:
         self.gates[n - 1].set()
+
+    def release_all(self) -> None:
+        """This confirm and every later one go through."""
+        self.all_released = True
+        for gate in self.gates:
+            gate.set()
 
     async def _after(self, confirm: asyncio.Future[None], gate: asyncio.Event) -> None:
         await confirm
@@ -128,7 +118,7 @@ async def test_a_batchs_deliveries_are_acked_only_after_its_confirm_and_together
     events: Events,
 ) -> None:
     # Given a consumer whose first event batch is on the broker, its confirm not yet here
-    held = HeldConfirms(monkeypatch)
+    held = GatedConfirms(monkeypatch)
     only_outcomes = {"running_event_delay_seconds": 1.0, "consumer_prefetch": 32}
     consumer = await start_consumer("diag", 4, settings_=settings.model_copy(update=only_outcomes))
     ids = await publish_echoes(declared, settings, 20)
@@ -141,7 +131,7 @@ async def test_a_batchs_deliveries_are_acked_only_after_its_confirm_and_together
     assert held.sent == 1
 
     # When the confirm arrives, the 19 outcomes that became due meanwhile go as one batch
-    held.release.set()
+    held.release_all()
     await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
     await until(lambda: consumer.inflight == 0, 10, "every delivery settled")
     assert held.sent == 2 and events.messages == 2
@@ -158,7 +148,7 @@ async def test_a_batch_is_split_at_its_bound_and_every_event_still_arrives_once(
     settings: Settings,
     events: Events,
 ) -> None:
-    held = HeldConfirms(monkeypatch)
+    held = GatedConfirms(monkeypatch)
     bounded = {
         "event_batch_max_events": 4,
         "running_event_delay_seconds": 1.0,
@@ -168,7 +158,7 @@ async def test_a_batch_is_split_at_its_bound_and_every_event_still_arrives_once(
     ids = await publish_echoes(declared, settings, 20)
     await until(lambda: batcher_of(consumer).unconfirmed == 20, 20, "20 outcomes")
 
-    held.release.set()
+    held.release_all()
     await events.wait_for(lambda _: set(succeeded(events)) == set(ids))
     assert succeeded(events) == Counter(ids)  # each once
     assert events.messages == 1 + math.ceil(19 / 4)  # the first batch, then 19 in fours
