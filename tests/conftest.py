@@ -17,6 +17,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests import leftovers
 from tests.demo import CATALOG, REGISTRY
 from tests.processes import Child, settings_env
 from tests.support import Events, capture_events
@@ -56,7 +57,12 @@ def make_settings(**overrides: Any) -> Settings:
         "otel_sampling_ratio": 1.0,  # every trace whole; tests/test_tail_sampling.py sets 0
     }
     values.update(overrides)
-    return Settings(**values)
+    return leftovers.remember(Settings(**values))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove what tests left on the shared broker, and say which tests left it."""
+    leftovers.sweep(BROKER_URL, (*CATALOG.queues, "test"))
 
 
 @pytest.fixture

@@ -124,6 +124,7 @@ async def refusal(settings: Settings, *args: str, **overrides: Any) -> str:
     return lines[0]
 
 
+@pytest.mark.usefixtures("channel")  # deletes what the child declared before failing
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "overrides", "says"),
@@ -149,6 +150,7 @@ async def test_a_start_up_failure_is_one_line_naming_the_setting(
     assert says in await refusal(settings, *args, **overrides)
 
 
+@pytest.mark.usefixtures("channel")  # deletes what the child declared before failing
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["gateway"], ["consume", "--queue", "diag"]])
 async def test_a_broker_refusing_the_user_is_one_line(settings: Settings, args: list[str]) -> None:
@@ -159,6 +161,7 @@ async def test_a_broker_refusing_the_user_is_one_line(settings: Settings, args: 
     assert "wrong" not in line  # never the password
 
 
+@pytest.mark.usefixtures("channel")  # deletes what the child declared before failing
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "setting"),
