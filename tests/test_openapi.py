@@ -21,6 +21,7 @@ from tests.demo import CATALOG
 from warren.service.http.app import create_app
 from warren.service.http.auth import hash_token, new_token
 from warren.service.http.openapi import openapi_document
+from warren.service.settings import Settings
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/console", "/console/{name}"}
@@ -90,12 +91,14 @@ def test_the_submission_schema_is_each_type_with_its_payload_and_caps(
     assert validator.is_valid(submission) is valid
 
 
-async def test_served_without_a_key_as_json(channel: AbstractChannel) -> None:
+async def test_served_without_a_key_as_json(settings: Settings, channel: AbstractChannel) -> None:
     # Given a gateway with API keys on (the namespace is the `channel` fixture's, cleaned up)
     token = new_token("reader")
     keys = [{"id": "reader", "token_sha256": hash_token(token), "scopes": ["read"]}]
-    settings = make_settings(auth_disabled=False, api_keys=orjson.dumps(keys).decode())
-    async with TestClient(TestServer(create_app(settings))) as client:
+    keyed = make_settings(
+        namespace=settings.namespace, auth_disabled=False, api_keys=orjson.dumps(keys).decode()
+    )
+    async with TestClient(TestServer(create_app(keyed))) as client:
         # When a client without a key asks for the document, it gets it
         response = await client.get("/openapi.json")
         assert response.status == 200
