@@ -115,6 +115,7 @@ async def open_loop(
             accepted.append((json.loads(answer)["id"], wall0 + (due - perf0)))
 
     connector = aiohttp.TCPConnector(limit=connections)
+    cpu = time.process_time()
     async with aiohttp.ClientSession(connector=connector) as http:
         tasks: list[asyncio.Task[None]] = []
         sent = 0
@@ -125,10 +126,11 @@ async def open_loop(
                 sent += 1
             await asyncio.sleep(min(0.001, max(0.0, perf0 + sent / rate - loop.time())))
         await asyncio.gather(*tasks)
+    cpu = time.process_time() - cpu
     if ids_out is not None:  # after the timed part: blocking is harmless here
         text = "".join(f"{task_id} {due:.6f}\n" for task_id, due in accepted)
         await asyncio.to_thread(ids_out.write_text, text)
-    return summary(latencies, statuses, duration)
+    return summary(latencies, statuses, duration) | {"cpu_seconds": cpu}
 
 
 def wrk_available() -> bool:
