@@ -13,7 +13,8 @@ clocks of one machine, so the differences are the stages:
 * ``event``: ended → event at its subscriber: the event's batch, its confirm wait, the
   broker's routing.
 
-It also tells which process used how much CPU over the paced window (in cores), the
+It also tells which process used how much CPU over the paced window (in cores), and how
+long each process's loop was ready to run but waited for a core (the run queue): the
 other half of "where the time goes" on a shared machine.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from warren.service.bench.drain import cpu_seconds
@@ -83,5 +85,22 @@ def cores(cpu_seconds: Mapping[str, float], wall_seconds: float) -> dict[str, fl
 
 
 def cpu_by_role(pids: Mapping[str, Sequence[int]]) -> dict[str, float]:
-    """CPU seconds used so far by each role's processes (read twice: the difference)."""
-    return {role: sum(cpu_seconds(pid) for pid in ids) for role, ids in pids.items()}
+    """CPU seconds used so far by each role's processes (read twice: the difference), and
+    as ``<role> waiting`` the seconds their main threads (an event loop each) spent ready
+    to run but waiting for a core: a loop late for that long served nothing meanwhile."""
+    used = {role: sum(cpu_seconds(pid) for pid in ids) for role, ids in pids.items()}
+    waited = {  # not the broker's: the BEAM's schedulers are threads of their own
+        f"{role} waiting": sum(map(runqueue_seconds, ids))
+        for role, ids in pids.items()
+        if role != "broker"
+    }
+    return used | waited
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Seconds the process's main thread waited on a run queue (``/proc/<pid>/schedstat``,
+    second field, in ns); NaN where the kernel does not keep it."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
