@@ -22,7 +22,7 @@ from aio_pika.exceptions import AMQPError
 from aiormq import spec
 
 from warren.service import coalesced
-from warren.service.coalesced import Outgoing
+from warren.service.coalesced import Gathered, Outgoing
 from warren.service.errors import PublishError, QueueFull
 from warren.service.metrics import PUBLISH_CONFIRM
 from warren.service.topology import Names, Topology, declare
@@ -53,7 +53,8 @@ class Publisher:
     and await their confirms together (one broker round trip, not one each).
     Publishes started one after another go out in that order: one channel, and
     its lock is first come, first served. ``send_batch`` starts many at once (the
-    gateway's batch route), written as one when aiormq allows it (``coalesced``).
+    gateway's batch route), written as one when aiormq allows it (``coalesced``), and
+    ``publish_task`` writes the tasks of concurrent requests together the same way.
     """
 
     def __init__(self, topology: Topology, timeout: float) -> None:
@@ -64,6 +65,7 @@ class Publisher:
         self.names: Names = topology.names
         self._labels = {e.name: {"exchange": e.name.rsplit(".", 1)[-1]} for e in topology.exchanges}
         self.coalesces = False
+        self._gathered = Gathered(self.send_batch)
 
     @classmethod
     async def open(
@@ -139,7 +141,21 @@ class Publisher:
         return self.names.work_exchange
 
     async def publish_task(self, envelope: Envelope) -> None:
-        await self.publish(self.names.work_exchange, envelope.to_message(), envelope.queue)
+        """Publish a task, confirmed within the timeout, as ``publish``; the tasks published
+        in one loop turn (concurrent requests) are written together (``coalesced.Gathered``)."""
+        exchange = self.names.work_exchange
+        if not self.coalesces:
+            await self.publish(exchange, envelope.to_message(), envelope.queue)
+            return
+        started = time.perf_counter()
+        message = Outgoing(exchange, envelope.queue, envelope.body, envelope.to_properties())
+        confirm = self._gathered.send(message)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await confirm
+        except TimeoutError as exc:
+            raise PublishError(f"no confirm within {self.timeout}s (outcome unknown)") from exc
+        PUBLISH_CONFIRM.record(time.perf_counter() - started, self.labels(exchange))
 
     def send_retry(self, next_attempt: Envelope, tier: float) -> asyncio.Future[None]:
         """Park the next attempt in its TTL tier queue; it comes back to the work queue."""

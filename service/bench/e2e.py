@@ -17,10 +17,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
+from warren.service.bench.drain import listening_pid
+from warren.service.bench.e2e_stages import STAGES, Arrival, cores, cpu_by_role, stage_percentiles
 from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report, Row, Target, percentile
@@ -42,17 +45,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Succeeded:
-    """Arrival times (wall clock) of ``succeeded`` events, by task id."""
+    """``succeeded`` events by task id: their arrival (wall clock) and their times."""
 
-    at: dict[str, float] = field(default_factory=dict)
+    at: dict[str, Arrival] = field(default_factory=dict)
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         now = time.time()
         for event in event_objects(message.body, message.headers):  # a batch: many tasks
-            self.at.setdefault(event["task_id"], now)
+            if event["task_id"] not in self.at:
+                self.at[event["task_id"]] = Arrival.of(event, now)
 
     def between(self, start: float, end: float) -> int:
-        return sum(1 for t in self.at.values() if start <= t < end)
+        return sum(1 for a in self.at.values() if start <= a.arrived < end)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The running pipeline: the gateway's URL, and whose CPU to read over a paced run."""
+
+    base: str
+    pids: dict[str, list[int]]
 
 
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
@@ -60,17 +72,17 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     progress = progress or Progress("e2e", args.repeats + 1, not args.quiet)
     events = Succeeded()
     async with bench_run(keep_logs=args.keep_logs) as run_:
-        base = await _start_pipeline(run_, args)
+        pipeline = await _start_pipeline(run_, args)
         await _listen(run_, events)
         progress.start("maximum")
-        maximum = await _maximum(run_, base, spec, args.max_duration, events)
+        maximum = await _maximum(run_, pipeline.base, spec, args.max_duration, events)
         progress.finish(f"max {maximum:,.0f} tasks/s")
         rate = args.rate or max(1.0, maximum / 2)  # a tiny smoke run may see no completion
         samples = []
         for repeat in range(args.repeats):
             progress.start(f"{rate:,.0f}/s #{repeat + 1}")
             await _quiet(run_, events)
-            samples.append(await _paced(run_, base, args, rate, events, repeat))
+            samples.append(await _paced(run_, pipeline, args, rate, events, repeat))
             progress.finish(f"p50 {samples[-1]['p50_ms']:.1f} ms")
         progress.close()
         settings = {**vars(spec), "repeats": args.repeats, "rate": rate, "maximum": maximum}
@@ -81,7 +93,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     return report
 
 
-async def _start_pipeline(run_: BenchRun, args: argparse.Namespace) -> str:
+async def _start_pipeline(run_: BenchRun, args: argparse.Namespace) -> Pipeline:
     port = free_port()
     env = warren_env(run_.settings, store_url=run_.store_url("e2e"))
     gateway = run_.start(Proc.warren(["gateway", "--port", str(port)], run_.log("gateway"), env))
@@ -94,7 +106,10 @@ async def _start_pipeline(run_: BenchRun, args: argparse.Namespace) -> str:
     await wait_http(f"{base}/readyz", [gateway])
     work = run_.names.work_queue(QUEUE)
     await wait_consumers(run_.broker, work, args.processes, [gateway, *consumers])
-    return base
+    pids = {"gateway": [gateway.pid], "consumers": [c.pid for c in consumers]}
+    if (broker := listening_pid(urlsplit(run_.settings.broker_url).port or 5672)) is not None:
+        pids["broker"] = [broker]
+    return Pipeline(base, pids)
 
 
 async def _listen(run_: BenchRun, events: Succeeded) -> None:
@@ -134,13 +149,23 @@ async def _quiet(run_: BenchRun, events: Succeeded) -> None:
 
 
 async def _paced(
-    run_: BenchRun, base: str, args: argparse.Namespace, rate: float, events: Succeeded, n: int
+    run_: BenchRun,
+    pipeline: Pipeline,
+    args: argparse.Namespace,
+    rate: float,
+    events: Succeeded,
+    n: int,
 ) -> dict[str, Any]:
     ids = run_.tmp / f"ids-{n}.txt"
-    argv = ["--url", f"{base}/v1/tasks", "--body", BODY.decode(), "--duration", str(args.duration)]
-    argv += ["--connections", str(args.connections * 4), "--rate", str(rate), "--ids-out", str(ids)]
+    argv = ["--url", f"{pipeline.base}/v1/tasks", "--body", BODY.decode()]
+    argv += ["--duration", str(args.duration), "--connections", str(args.connections * 4)]
+    argv += ["--rate", str(rate), "--ids-out", str(ids)]
+    before, started = cpu_by_role(pipeline.pids), time.monotonic()
     proc = Proc.module("warren.service.bench.load", argv, run_.log(f"paced-{n}"))
     http = await proc.report_async(timeout=args.duration + 120)
+    after, wall = cpu_by_role(pipeline.pids), time.monotonic() - started
+    busy = cores({role: after[role] - before[role] for role in after}, wall)
+    busy["generator"] = http.get("cpu_seconds", float("nan")) / args.duration
     due = _read_ids(ids)
 
     async def all_done() -> bool:
@@ -148,8 +173,10 @@ async def _paced(
 
     with contextlib.suppress(RuntimeError):  # what never succeeds is reported as missing
         await wait_until(all_done, run_.procs, 60, "every paced task to succeed")
-    latencies = [events.at[t] - d for t, d in due.items() if t in events.at]
+    latencies = [events.at[t].arrived - d for t, d in due.items() if t in events.at]
     return {
+        **stage_percentiles(due, events.at),
+        **{f"cpu {role}": busy for role, busy in busy.items()},
         "accepted": len(due),
         "missing": sum(1 for t in due if t not in events.at),
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -181,6 +208,10 @@ def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, ra
         row("202 p99", "http_p99_ms"),
         row("tasks not succeeded", "missing", "tasks"),
     ]
+    for stage in STAGES:  # where the latency goes (see ``e2e_stages``)
+        report.rows += [row(f"{stage} p50", f"{stage} p50"), row(f"{stage} p99", f"{stage} p99")]
+    for key in sorted(k for k in samples[0] if k.startswith("cpu ")) if samples else ():
+        report.rows.append(row(f"{key} (paced)", key, "cores"))
     report.targets += [
         Target("submit→succeeded p50 (ms)", p50.value, 5.0, "<="),
         Target("submit→succeeded p99 (ms)", p99.value, 25.0, "<="),

@@ -5,8 +5,8 @@ Variants (all started at once, then measured in turn, repeat by repeat):
 * ``baseline`` — the minimal aiohttp + aio-pika app: validate with pydantic,
   publish persistent + mandatory with an awaited confirm on one shared
   channel, answer 202 (``warren.service.bench.baselines``).
-* ``warren`` — ``warren gateway`` as deployed (tracing sampled at 100 %,
-  not exported; every submission also recorded in the task store).
+* ``warren`` — ``warren gateway`` as deployed (tracing sampled at its default
+  ratio, not exported; every submission also recorded in the task store).
 * ``warren-notrace`` — sampled at 0 %; ``warren-otlp`` — at 100 %, exported
   over OTLP/HTTP to a local sink.
 * ``warren-pg`` — one process on the PostgreSQL store (``--postgres-url``, a

@@ -1,4 +1,5 @@
-"""HTTP load from a separate process: wrk (with a Lua script) when installed, else aiohttp.
+"""HTTP load from a separate process: closed loop with wrk (a Lua script) when installed,
+else aiohttp; open loop with raw HTTP/1.1 connections (``paced``).
 
 Closed loop (``connections`` clients, each sending its next request when the
 last one answered) measures the maximum; open loop (``--rate``) sends on a
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from warren.service import loops
+from warren.service.bench.paced import paced
 from warren.service.bench.report import percentile
 
 HEADERS = {"Content-Type": "application/json"}
@@ -91,44 +93,16 @@ async def closed_loop(
 async def open_loop(
     url: str, body: bytes, duration: float, connections: int, rate: float, ids_out: Path | None
 ) -> dict[str, Any]:
-    """Send ``rate`` requests a second on schedule; latency counts from the due time.
-
-    With ``ids_out``, writes ``<task id> <due wall-clock time>`` per accepted
-    task, for the end-to-end latency join.
-    """
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    accepted: list[tuple[str, float]] = []
-    loop = asyncio.get_running_loop()
-    perf0, wall0 = loop.time(), time.time()
-    total = int(rate * duration)
-
-    async def one(http: aiohttp.ClientSession, due: float) -> None:
-        try:
-            async with http.post(url, data=body, headers=HEADERS) as response:
-                status, answer = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            status, answer = 0, b""
-        latencies.append(loop.time() - due)
-        statuses[status] += 1
-        if status == 202 and ids_out is not None:
-            accepted.append((json.loads(answer)["id"], wall0 + (due - perf0)))
-
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        tasks: list[asyncio.Task[None]] = []
-        sent = 0
-        while sent < total:
-            now = loop.time()
-            while sent < total and (due := perf0 + sent / rate) <= now:
-                tasks.append(asyncio.create_task(one(http, due)))
-                sent += 1
-            await asyncio.sleep(min(0.001, max(0.0, perf0 + sent / rate - loop.time())))
-        await asyncio.gather(*tasks)
+    """Send ``rate`` requests a second on schedule (``paced``); latency counts from the due
+    time. With ``ids_out``, writes ``<task id> <due wall-clock time>`` per accepted task,
+    for the end-to-end latency join. ``cpu_seconds``: this process's CPU while sending."""
+    cpu = time.process_time()
+    results, wall0 = await paced(url, body, duration, connections, rate, ids_out is not None)
+    cpu = time.process_time() - cpu
     if ids_out is not None:  # after the timed part: blocking is harmless here
-        text = "".join(f"{task_id} {due:.6f}\n" for task_id, due in accepted)
+        text = "".join(f"{task_id} {wall0 + due:.6f}\n" for task_id, due in results.accepted)
         await asyncio.to_thread(ids_out.write_text, text)
-    return summary(latencies, statuses, duration)
+    return summary(results.latencies, results.statuses, duration) | {"cpu_seconds": cpu}
 
 
 def wrk_available() -> bool:

@@ -147,6 +147,10 @@ async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
     assert rows["tasks not succeeded"].value == 0
     p50, p99 = rows["submit→succeeded p50"].value, rows["submit→succeeded p99"].value
     assert positive(p50) and p99 >= p50
+    stages = [rows[f"{stage} p50"].value for stage in ("gateway", "to consumer", "event")]
+    assert all(positive(value) for value in stages)  # where the latency went
+    assert positive(rows["cpu gateway (paced)"].value)
+    assert positive(rows["cpu generator (paced)"].value)
     assert len(report.targets) == 2
     await assert_cleaned_up(connection, report)
 
