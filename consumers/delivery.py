@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from warren.consumers.cancellation import Cancellations, TaskCancelled
 from warren.consumers.context import Resources, TaskContext
 from warren.consumers.deadlines import Deadlines
+from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
@@ -100,12 +100,12 @@ class DeliveryProcessor:
         """Handler slots taken now."""
         return self._running
 
-    async def process(self, delivery: AbstractIncomingMessage) -> None:
+    async def process(self, delivery: Delivery) -> None:
         headers = delivery.headers or {}
         attributes = messaging_attributes(
             "process",
             self.queue,
-            delivery.routing_key or "",
+            delivery.routing_key,
             {
                 "messaging.message.id": delivery.message_id or "",
                 "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag or 0,
@@ -124,7 +124,7 @@ class DeliveryProcessor:
         ):
             await self._process(delivery, span)
 
-    async def _process(self, delivery: AbstractIncomingMessage, span: SpanLike) -> None:
+    async def _process(self, delivery: Delivery, span: SpanLike) -> None:
         if delivery.redelivered:
             REDELIVERIES.add(1, self._labels)
             log.info("redelivered: a previous delivery of this message was not settled")
