@@ -101,18 +101,21 @@ class DeliveryProcessor:
         return self._running
 
     async def process(self, delivery: Delivery) -> None:
-        headers = delivery.headers or {}
-        attributes = messaging_attributes(
-            "process",
-            self.queue,
-            delivery.routing_key,
-            {
-                "messaging.message.id": delivery.message_id or "",
-                "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag or 0,
-                "warren.task.id": delivery.message_id or "",
-                "warren.task.type": delivery.type or "",
-            },
-        )
+        headers = delivery.headers
+
+        def attributes() -> dict[str, Any]:  # only for an attempt that gets a span
+            return messaging_attributes(
+                "process",
+                self.queue,
+                delivery.routing_key,
+                {
+                    "messaging.message.id": delivery.message_id or "",
+                    "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag,
+                    "warren.task.id": delivery.message_id or "",
+                    "warren.task.type": delivery.type or "",
+                },
+            )
+
         with (
             self._sampling.span(self._span_name, headers, attributes) as span,
             bound_task(
