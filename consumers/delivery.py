@@ -16,8 +16,7 @@ import functools
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from opentelemetry import trace
@@ -45,8 +44,9 @@ log = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 65_536
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """A delivery ready to run (a tuple: built for every delivery, read-only)."""
+
     envelope: Envelope
     handler: Handler[Any]
     payload: BaseModel
@@ -179,6 +179,9 @@ class DeliveryProcessor:
 
     async def _take_slot(self) -> None:
         """Wait for a handler slot; ``stop`` cancels the wait (the delivery goes back unstarted)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken at once, nothing to give back on a stop
+            return
         waiting = asyncio.current_task()
         assert waiting is not None
         self._waiting.add(waiting)
