@@ -149,7 +149,7 @@ class DeliveryProcessor:
         try:
             outcome, running = await self._run_in_slot(decoded, envelope.redelivered, span)
         except asyncio.CancelledError:
-            # Cancelled by ``stop`` (grace over), or by aio-pika when the channel closed.
+            # Cancelled by ``stop`` (grace over), or by aiormq when the channel closed.
             why = "the consumer is stopping" if self._stopping else "the delivery was cancelled"
             await self._settler.requeue(delivery, why)
             raise
