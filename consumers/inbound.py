@@ -7,7 +7,7 @@ which copies fourteen properties into an ``IncomingMessage`` through a checking
 delivery keeps the frame's properties as pamqp decoded them and reads one only
 when asked; its callback runs in the task aiormq starts for it.
 
-Acks, nacks and rejects go to the channel the delivery came on. After a
+Acks, nacks and rejects go to the channel the delivery came on, and return once written. After a
 reconnect that channel is closed and its delivery tags are void: the client
 library refuses the call (``ChannelInvalidStateError``), and the broker has
 already requeued the delivery.
@@ -87,9 +87,10 @@ class Delivery:
         return self.properties.app_id
 
     async def ack(self, multiple: bool = False) -> None:
-        """Queue the ack for the connection's writer: the broker needs no answer to it, and
-        a crash before it is written only redelivers (never loses) the delivery."""
-        await self.channel.basic_ack(self.delivery_tag, multiple=multiple, wait=False)
+        """Return once the ack is written to the connection: a frame only queued is dropped
+        if the connection closes first (a stop would then redeliver finished work). Acks are
+        coalesced, so this waits once per many deliveries."""
+        await self.channel.basic_ack(self.delivery_tag, multiple=multiple)
 
     async def nack(self, requeue: bool = True) -> None:
         await self.channel.basic_nack(self.delivery_tag, requeue=requeue)
