@@ -19,8 +19,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from warren.consumers.inbound import Delivery
 
 log = logging.getLogger(__name__)
 ACK_ERRORS = (AMQPError, ChannelInvalidStateError, RuntimeError)
@@ -31,11 +32,11 @@ class _Lane:
     """The deliveries of one AMQP channel (a reconnect opens a new one; tags restart at 1)."""
 
     open: set[int] = field(default_factory=set)
-    ready: dict[int, AbstractIncomingMessage] = field(default_factory=dict)
+    ready: dict[int, Delivery] = field(default_factory=dict)
     next_tag: int = 1
     contiguous: bool = True  # every tag from 1 on was seen: multiple acks are safe
 
-    def take(self) -> list[tuple[AbstractIncomingMessage, bool]]:
+    def take(self) -> list[tuple[Delivery, bool]]:
         """The acks to send now, as (delivery, multiple): one multiple ack below the lowest
         open tag, then one each for the rest."""
         floor = min(self.open, default=self.next_tag)
@@ -56,23 +57,23 @@ class Acks:
         self._flush: asyncio.Future[None] | None = None
         self.frames = 0  # ack frames sent: what the coalescing saves the broker shows here
 
-    def track(self, delivery: AbstractIncomingMessage) -> None:
+    def track(self, delivery: Delivery) -> None:
         """Call on arrival, before anything can settle it."""
         lane = self._lane(delivery)
-        tag = delivery.delivery_tag or 0
+        tag = delivery.delivery_tag
         if tag != lane.next_tag:
             lane.contiguous = False  # not a channel of ours alone: no multiple acks on it
         lane.next_tag = max(lane.next_tag, tag + 1)
         lane.open.add(tag)
 
-    def forget(self, delivery: AbstractIncomingMessage) -> None:
+    def forget(self, delivery: Delivery) -> None:
         """The delivery was settled otherwise (its nack is sent, or its channel is gone)."""
-        self._lane(delivery).open.discard(delivery.delivery_tag or 0)
+        self._lane(delivery).open.discard(delivery.delivery_tag)
 
-    async def ack(self, delivery: AbstractIncomingMessage) -> None:
+    async def ack(self, delivery: Delivery) -> None:
         """Ack ``delivery`` with the others wanted in this turn; return once it is sent."""
         lane = self._lane(delivery)
-        tag = delivery.delivery_tag or 0
+        tag = delivery.delivery_tag
         lane.open.discard(tag)
         lane.ready[tag] = delivery
         if self._flush is None:
@@ -91,8 +92,9 @@ class Acks:
                     log.warning("ack failed (%r); the broker will redeliver", exc)
         self._drop_closed()
 
-    def _lane(self, delivery: AbstractIncomingMessage) -> _Lane:
-        key = _channel_of(delivery)
+    def _lane(self, delivery: Delivery) -> _Lane:
+        """The lane of the delivery's channel (a reconnect opens a new one: a new lane)."""
+        key = delivery.channel  # closed or not: its tags are its own
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
@@ -102,17 +104,3 @@ class Acks:
         for key, lane in list(self._lanes.items()):
             if getattr(key, "is_closed", False) and not lane.ready:
                 del self._lanes[key]
-
-
-def _channel_of(delivery: AbstractIncomingMessage) -> object:
-    """The AMQP channel a delivery came on (its tags' namespace), open or already closed.
-
-    Asked twice per delivery (track, ack): a ``try`` costs nothing when nothing is
-    raised, where ``contextlib.suppress`` built a context manager each time."""
-    try:
-        return delivery.channel
-    except ACK_ERRORS:
-        pass
-    # IncomingMessage.channel raises once the channel is closed; the tags are void then,
-    # and a lane of its own keeps them apart from the live channel's.
-    return getattr(delivery, "_IncomingMessage__channel", delivery)

@@ -16,17 +16,16 @@ import functools
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from warren.consumers.cancellation import Cancellations, TaskCancelled
 from warren.consumers.context import Resources, TaskContext
 from warren.consumers.deadlines import Deadlines
+from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import Cancelled, Outcome, Succeeded, decide
 from warren.consumers.poison import screen
 from warren.consumers.registry import Handler
@@ -45,8 +44,9 @@ log = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 65_536
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """A delivery ready to run (a tuple: built for every delivery, read-only)."""
+
     envelope: Envelope
     handler: Handler[Any]
     payload: BaseModel
@@ -100,19 +100,22 @@ class DeliveryProcessor:
         """Handler slots taken now."""
         return self._running
 
-    async def process(self, delivery: AbstractIncomingMessage) -> None:
-        headers = delivery.headers or {}
-        attributes = messaging_attributes(
-            "process",
-            self.queue,
-            delivery.routing_key or "",
-            {
-                "messaging.message.id": delivery.message_id or "",
-                "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag or 0,
-                "warren.task.id": delivery.message_id or "",
-                "warren.task.type": delivery.type or "",
-            },
-        )
+    async def process(self, delivery: Delivery) -> None:
+        headers = delivery.headers
+
+        def attributes() -> dict[str, Any]:  # only for an attempt that gets a span
+            return messaging_attributes(
+                "process",
+                self.queue,
+                delivery.routing_key,
+                {
+                    "messaging.message.id": delivery.message_id or "",
+                    "messaging.rabbitmq.message.delivery_tag": delivery.delivery_tag,
+                    "warren.task.id": delivery.message_id or "",
+                    "warren.task.type": delivery.type or "",
+                },
+            )
+
         with (
             self._sampling.span(self._span_name, headers, attributes) as span,
             bound_task(
@@ -124,7 +127,7 @@ class DeliveryProcessor:
         ):
             await self._process(delivery, span)
 
-    async def _process(self, delivery: AbstractIncomingMessage, span: SpanLike) -> None:
+    async def _process(self, delivery: Delivery, span: SpanLike) -> None:
         if delivery.redelivered:
             REDELIVERIES.add(1, self._labels)
             log.info("redelivered: a previous delivery of this message was not settled")
@@ -146,7 +149,7 @@ class DeliveryProcessor:
         try:
             outcome, running = await self._run_in_slot(decoded, envelope.redelivered, span)
         except asyncio.CancelledError:
-            # Cancelled by ``stop`` (grace over), or by aio-pika when the channel closed.
+            # Cancelled by ``stop`` (grace over), or by aiormq when the channel closed.
             why = "the consumer is stopping" if self._stopping else "the delivery was cancelled"
             await self._settler.requeue(delivery, why)
             raise
@@ -176,6 +179,9 @@ class DeliveryProcessor:
 
     async def _take_slot(self) -> None:
         """Wait for a handler slot; ``stop`` cancels the wait (the delivery goes back unstarted)."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken at once, nothing to give back on a stop
+            return
         waiting = asyncio.current_task()
         assert waiting is not None
         self._waiting.add(waiting)

@@ -32,9 +32,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from warren.consumers.acks import ACK_ERRORS, Acks
+from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import DeadLetter
 from warren.service.errors import DecodeError
 from warren.service.frames import H_UNREADABLE
@@ -47,9 +46,7 @@ if TYPE_CHECKING:  # the delivery path imports ``screen``; this module only call
 log = logging.getLogger(__name__)
 
 
-def screen(
-    delivery: AbstractIncomingMessage, queue: str
-) -> tuple[Envelope | None, DecodeError | None]:
+def screen(delivery: Delivery, queue: str) -> tuple[Envelope | None, DecodeError | None]:
     """The delivery's envelope (if readable) and what makes it poison (None: nothing yet).
 
     An envelope of another queue is returned with this queue: the events of its dead
@@ -72,7 +69,7 @@ def screen(
     return envelope, unreadable
 
 
-def _unreadable(delivery: AbstractIncomingMessage) -> DecodeError | None:
+def _unreadable(delivery: Delivery) -> DecodeError | None:
     problems = (delivery.headers or {}).get(H_UNREADABLE)
     if problems is None:
         return None
@@ -84,7 +81,7 @@ def _unreadable(delivery: AbstractIncomingMessage) -> DecodeError | None:
 class Bound(Protocol):
     """Takes a redelivered delivery before it runs (``redelivery.DeliveryBound``)."""
 
-    async def moved(self, delivery: AbstractIncomingMessage) -> bool: ...
+    async def moved(self, delivery: Delivery) -> bool: ...
 
 
 class DeliveryGuard:
@@ -105,8 +102,8 @@ class DeliveryGuard:
 
     async def run(
         self,
-        process: Callable[[AbstractIncomingMessage], Awaitable[None]],
-        delivery: AbstractIncomingMessage,
+        process: Callable[[Delivery], Awaitable[None]],
+        delivery: Delivery,
     ) -> None:
         try:
             bound = self._bound if delivery.redelivered else None
@@ -118,7 +115,7 @@ class DeliveryGuard:
             log.exception("a delivery could not be settled; dead-lettering it")
             await self.dead_letter(delivery, exc)
 
-    async def dead_letter(self, delivery: AbstractIncomingMessage, exc: Exception) -> None:
+    async def dead_letter(self, delivery: Delivery, exc: Exception) -> None:
         """Dead-letter as ``unsettleable`` (with its event, where the envelope is readable);
         failing that, reject without requeue: the queue's dead-letter exchange takes it."""
         envelope, _ = screen(delivery, self.queue)
@@ -137,7 +134,7 @@ class DeliveryGuard:
             )
             await self._reject(delivery)
 
-    async def _reject(self, delivery: AbstractIncomingMessage) -> None:
+    async def _reject(self, delivery: Delivery) -> None:
         with contextlib.suppress(*ACK_ERRORS):  # a closed channel requeues it by itself
             await delivery.reject(requeue=False)
         self._acks.forget(delivery)

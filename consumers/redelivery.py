@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import logging
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from warren.consumers.acks import Acks
+from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import DeadLetter
 from warren.consumers.poison import screen
 from warren.consumers.settle import Settler
@@ -68,7 +67,7 @@ class DeliveryBound:
         self._acks = acks
         self._labels = {"queue": queue}
 
-    async def moved(self, delivery: AbstractIncomingMessage) -> bool:
+    async def moved(self, delivery: Delivery) -> bool:
         """Dead-letter a redelivered delivery at the limit, or (classic) requeue it counted:
         True once it is settled; False if it should run here after all."""
         count = self.unsettled(delivery)
@@ -95,7 +94,7 @@ class DeliveryBound:
         await self._acks.ack(delivery)
         return True
 
-    def unsettled(self, delivery: AbstractIncomingMessage) -> int:
+    def unsettled(self, delivery: Delivery) -> int:
         """How many deliveries of this redelivered message went unsettled, this one's
         predecessor included."""
         if self.quorum:
@@ -103,7 +102,7 @@ class DeliveryBound:
             return count if isinstance(count, int) else 1
         return unsettled(delivery) + 1
 
-    async def _dead_letter(self, delivery: AbstractIncomingMessage, count: int) -> bool:
+    async def _dead_letter(self, delivery: Delivery, count: int) -> bool:
         envelope, problem = screen(delivery, self.queue)
         if envelope is None or problem is not None:
             return False  # undecodable: running it dead-letters it with its own reason

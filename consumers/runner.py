@@ -22,7 +22,8 @@ import asyncio
 import logging
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 
 from warren.consumers.acks import Acks
 from warren.consumers.batcher import EventBatcher
@@ -30,10 +31,12 @@ from warren.consumers.cancellation import Cancellations
 from warren.consumers.context import Resources
 from warren.consumers.delivery import DeliveryProcessor
 from warren.consumers.health import HealthServer
+from warren.consumers.inbound import Delivery
 from warren.consumers.poison import DeliveryGuard
 from warren.consumers.redelivery import DeliveryBound
 from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
+from warren.consumers.subscription import Subscription
 from warren.consumers.threads import HandlerThreads
 from warren.service import topology
 from warren.service.amqp import Publisher
@@ -78,8 +81,7 @@ class Consumer:
         self._acks = Acks()
         self._settler: Settler | None = None
         self._processor: DeliveryProcessor | None = None
-        self._queue: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
+        self._subscription: Subscription | None = None
         self._stopped = False
         port = settings.health_port if health_port is None else health_port
         self._health = HealthServer(lambda: self.ready, settings.http_host, port) if port else None
@@ -90,7 +92,8 @@ class Consumer:
     def ready(self) -> bool:
         """Consuming, not stopping, both broker connections up, and queue depths sampled."""
         return (
-            self._consumer_tag is not None
+            self._subscription is not None
+            and self._subscription.consuming
             and not self._stopped
             and all(c.connected.is_set() for c in self._connections)
             and self._sampled.is_set()
@@ -128,13 +131,16 @@ class Consumer:
         )
         guard = self._guard(publisher, settler)
         channel = await consuming.channel()
+        assert isinstance(channel, AbstractRobustChannel)
         await channel.set_qos(prefetch_count=self.prefetch)
-        # Declared (not fetched) and kept, so the robust channel restores the consumer.
-        self._queue = await topology.declare_work_queue(channel, self._topology, self.queue)
+        # Declared (not fetched), so the robust channel declares it again on a reopen.
+        queue = await topology.declare_work_queue(channel, self._topology, self.queue)
 
-        async def on_delivery(delivery: AbstractIncomingMessage) -> None:
+        async def on_delivery(message: DeliveredMessage) -> None:
+            # Runs in the task aiormq starts per delivery (cancelled if the channel closes).
             task = asyncio.current_task()
             assert task is not None
+            delivery = Delivery(message)
             self._inflight.add(task)
             self._acks.track(delivery)
             try:
@@ -147,7 +153,9 @@ class Consumer:
             finally:
                 self._inflight.discard(task)
 
-        self._consumer_tag = await self._queue.consume(on_delivery)
+        self._subscription = Subscription(channel, queue, on_delivery)
+        await self._subscription.start()
+        self._loops.start("consumer-keeper", self._subscription.keep)
         INFLIGHT_COUNTS[self.queue] = lambda: len(self._inflight)
         self._loops.start("depth-sampler", lambda: self._sample_depths(publishing))
         try:  # once ready, a scrape shows queue depths; a slow first sample only delays /readyz
@@ -157,7 +165,7 @@ class Consumer:
             log.warning("no queue depth sample yet; /readyz waits for the first one")
         log.info(
             "consuming %s (worker %s, concurrency %d, prefetch %d)",
-            self._queue.name,
+            queue.name,
             self.worker,
             self.concurrency,
             self.prefetch,
@@ -191,7 +199,7 @@ class Consumer:
         grace = self.settings.consumer_grace_seconds if grace is None else grace
         deadline = asyncio.get_running_loop().time() + grace
         try:
-            await self._loops.close("depth-sampler")
+            await self._loops.close("depth-sampler", "consumer-keeper")
             await self._cancel_consumer()
             await self._drain(deadline)
             if self._settler is not None:  # events an alarm kept back: the grace is theirs too
@@ -216,7 +224,7 @@ class Consumer:
             )
         log.info("consumer of %s stopped", self.queue)
 
-    async def _give_back(self, delivery: AbstractIncomingMessage) -> None:
+    async def _give_back(self, delivery: Delivery) -> None:
         if self._settler is not None:
             await self._settler.requeue(delivery, "the consumer is stopping (not started)")
 
@@ -246,11 +254,11 @@ class Consumer:
             await asyncio.sleep(DEPTH_INTERVAL)
 
     async def _cancel_consumer(self) -> None:
-        if self._queue is None or self._consumer_tag is None:
+        if self._subscription is None:
             return
         try:
             async with asyncio.timeout(BROKER_CALL_TIMEOUT):
-                await self._queue.cancel(self._consumer_tag)
+                await self._subscription.cancel()
         except Exception as exc:  # closing anyway; the broker requeues unacked deliveries
             log.warning("cancelling the consumer failed: %r", exc)
 

@@ -36,12 +36,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry import trace
 
 from warren.consumers.acks import ACK_ERRORS, Acks
 from warren.consumers.batcher import EventBatcher
 from warren.consumers.confirm_wait import ConfirmWait
+from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
 from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.spans import messaging_attributes
@@ -89,7 +89,7 @@ class Settler:
 
     async def settle(
         self,
-        delivery: AbstractIncomingMessage,
+        delivery: Delivery,
         envelope: Envelope,
         outcome: Outcome,
         running: RunningEvent | None = None,
@@ -104,7 +104,7 @@ class Settler:
         await self._finish(delivery, confirms, outcome, envelope.type)
 
     async def settle_undecodable(
-        self, delivery: AbstractIncomingMessage, envelope: Envelope | None, reason: str, error: str
+        self, delivery: Delivery, envelope: Envelope | None, reason: str, error: str
     ) -> None:
         """Dead-letter what cannot run; with a readable envelope, tell the event stream too."""
         outcome = DeadLetter(reason, "DecodeError", error)
@@ -113,7 +113,7 @@ class Settler:
             confirms.append(self._event(envelope, Status.DEAD, **_dead_details(outcome)))
         await self._finish(delivery, confirms, outcome, "(undecodable)")
 
-    async def requeue(self, delivery: AbstractIncomingMessage, why: str) -> None:
+    async def requeue(self, delivery: Delivery, why: str) -> None:
         """Give the delivery back to the broker unsettled; it is redelivered, never lost."""
         log.warning("requeueing %s: %s", delivery.message_id, why)
         # If the channel is gone, the broker requeues every unacked delivery by itself.
@@ -142,7 +142,7 @@ class Settler:
 
     async def _finish(
         self,
-        delivery: AbstractIncomingMessage,
+        delivery: Delivery,
         confirms: Confirms,
         outcome: Outcome,
         task_type: str,
@@ -161,7 +161,7 @@ class Settler:
 
     def _publish(
         self,
-        delivery: AbstractIncomingMessage,
+        delivery: Delivery,
         envelope: Envelope,
         outcome: Outcome,
         started: datetime | None,
@@ -248,9 +248,7 @@ class Settler:
         log.warning("attempt %d failed; retry in %ss", envelope.attempt, tier)
         return confirm
 
-    def _dead(
-        self, delivery: AbstractIncomingMessage, outcome: DeadLetter, attempts: int
-    ) -> asyncio.Future[None]:
+    def _dead(self, delivery: Delivery, outcome: DeadLetter, attempts: int) -> asyncio.Future[None]:
         attributes = messaging_attributes(
             "publish",
             self._publisher.names.dead_exchange,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -25,14 +23,19 @@ from warren.service.settings import Settings
 _task_fields: ContextVar[dict[str, Any] | None] = ContextVar("warren_task_fields", default=None)
 
 
-@contextmanager
-def bound_task(**fields: Any) -> Iterator[None]:
+class bound_task:
     """Every log line inside carries these fields (task_id, task_type, attempt, queue …)."""
-    token = _task_fields.set({k: v for k, v in fields.items() if v is not None})
-    try:
-        yield
-    finally:
-        _task_fields.reset(token)
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = {k: v for k, v in fields.items() if v is not None}
+
+    def __enter__(self) -> None:
+        self._token = _task_fields.set(self._fields)
+
+    def __exit__(self, *_: object) -> None:
+        _task_fields.reset(self._token)
 
 
 def context_fields() -> dict[str, Any]:

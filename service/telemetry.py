@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import context, metrics, trace
@@ -178,20 +178,54 @@ class DecidedOrParentBased(Sampler):
 
 class PendingSpan:
     """The span of an attempt not sampled when it started: nothing is recorded while it runs
-    but what a span would be told; ``end`` makes it a real span only if the attempt failed,
-    with its start time, parent, attributes, exceptions and error status."""
+    but what a span would be told; at its end it becomes a real span only if the attempt
+    failed, with its start time, parent, attributes, exceptions and error status.
 
-    def __init__(self, name: str, parent: context.Context, attributes: dict[str, Any]) -> None:
+    A context manager: the sender's context is current inside (a retry carries the trace
+    on). The attributes are built only for a span kept (``attributes()``): most attempts
+    succeed and never need them.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_error",
+        "_exceptions",
+        "_extra",
+        "_name",
+        "_parent",
+        "_start",
+        "_token",
+        "kept",
+    )
+
+    def __init__(
+        self, name: str, parent: context.Context, attributes: Callable[[], dict[str, Any]]
+    ) -> None:
         self._start = time.time_ns()
         self._name = name
         self._parent = parent
         self._attributes = attributes
+        self._extra: dict[str, Any] = {}
         self._exceptions: list[tuple[BaseException, int]] = []
         self._error: str | None = None
+        self._token: object = None
         self.kept: trace.Span | None = None
 
+    def __enter__(self) -> PendingSpan:
+        self._token = context.attach(self._parent)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        try:
+            if isinstance(exc, Exception):  # escaped the delivery path: not settled, so kept
+                self.record_exception(exc)
+                self.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
+        finally:
+            context.detach(self._token)  # type: ignore[arg-type]
+            self.end()
+
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self._attributes[key] = value
+        self._extra[key] = value
 
     def record_exception(
         self,
@@ -216,12 +250,14 @@ class PendingSpan:
         """Keep the attempt's span if it failed (retried, dead, or not settled); else nothing."""
         if self._error is None:
             return
-        self._attributes[SAMPLED_BY] = "outcome"
+        attributes = self._attributes()
+        attributes.update(self._extra)
+        attributes[SAMPLED_BY] = "outcome"
         span = _TRACER.start_span(
             self._name,
             context=self._parent,
             kind=trace.SpanKind.CONSUMER,
-            attributes=self._attributes,
+            attributes=attributes,
             start_time=self._start,
         )
         for exception, at in self._exceptions:
@@ -278,28 +314,17 @@ class AttemptSampling:
         span = trace.NonRecordingSpan(parent)
         return trace.set_span_in_context(span, _EMPTY), parent.trace_flags.sampled
 
-    @contextmanager
     def span(
-        self, name: str, headers: Mapping[str, Any], attributes: dict[str, Any]
-    ) -> Iterator[SpanLike]:
+        self, name: str, headers: Mapping[str, Any], attributes: Callable[[], dict[str, Any]]
+    ) -> AbstractContextManager[SpanLike]:
         """The attempt's consumer span, current while the body runs (or its pending stand-in,
-        with the sender's context current, so a retry carries the trace on)."""
+        with the sender's context current, so a retry carries the trace on).
+        ``attributes()`` builds the span's attributes, only for a span recorded."""
         parent, sampled = self.head(headers)
-        if sampled:
-            attributes[SAMPLED_BY] = "head"
-            with _TRACER.start_as_current_span(
-                name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-            ) as span:
-                yield span
-            return
-        pending = PendingSpan(name, parent, attributes)
-        token = context.attach(parent)
-        try:
-            yield pending
-        except Exception as exc:  # escaped the delivery path: not settled, so kept
-            pending.record_exception(exc)
-            pending.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
-            raise
-        finally:
-            context.detach(token)
-            pending.end()
+        if not sampled:
+            return PendingSpan(name, parent, attributes)
+        recorded = attributes()
+        recorded[SAMPLED_BY] = "head"
+        return _TRACER.start_as_current_span(
+            name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=recorded
+        )

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 
 from warren.consumers.acks import Acks
+from warren.consumers.inbound import Delivery
 
 
 @pytest.fixture
@@ -25,23 +27,24 @@ async def scratch_queue(
 
 async def deliver(
     connection: AbstractRobustConnection, queue: str, count: int
-) -> tuple[AbstractChannel, list[AbstractIncomingMessage]]:
-    """Publish ``count`` messages and take them all on a fresh consuming channel."""
+) -> tuple[AbstractChannel, list[Delivery]]:
+    """Publish ``count`` messages and take them all on a fresh consuming channel, as the
+    consumer takes them (aiormq's deliveries, as ``Delivery``)."""
     publishing = await connection.channel()
     for n in range(count):
         await publishing.default_exchange.publish(aio_pika.Message(str(n).encode()), queue)
     await publishing.close()
     consuming = await connection.channel()
     await consuming.set_qos(prefetch_count=count)
-    got: list[AbstractIncomingMessage] = []
+    got: list[Delivery] = []
     arrived = asyncio.Event()
 
-    async def take(message: AbstractIncomingMessage) -> None:
-        got.append(message)
+    async def take(message: DeliveredMessage) -> None:
+        got.append(Delivery(message))
         if len(got) == count:
             arrived.set()
 
-    await (await consuming.get_queue(queue)).consume(take)
+    await (await consuming.get_underlay_channel()).basic_consume(queue, take)
     async with asyncio.timeout(5):
         await arrived.wait()
     return consuming, got

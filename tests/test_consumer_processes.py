@@ -20,11 +20,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from tests.conftest import Spawn, StartConsumer
 from tests.processes import Child, free_port, ready, settings_env, until
 from tests.support import Events, drain, first_attempt, message_count
+from warren.consumers.inbound import Delivery
 from warren.service.settings import Settings
 from warren.service.topology import Declared, Names
 
@@ -248,7 +249,7 @@ async def test_a_delivery_arriving_while_stopping_is_given_back_unstarted(
     consumer = await start_consumer("diag", concurrency=4)
     given_back: list[str] = []
 
-    async def give_back(delivery: AbstractIncomingMessage) -> None:
+    async def give_back(delivery: Delivery) -> None:
         given_back.append(delivery.message_id or "")
         await runner_give_back(delivery)
 

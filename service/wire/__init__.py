@@ -15,8 +15,9 @@
 Other modules build no message body, header or property of their own, and
 decode none: the consumer's delivery path reads a delivery's ids only to label
 its span and log lines (with the header names defined here), before it is
-decoded. aio-pika appears here only as the message type a publish takes and
-the delivery type a consumer gets; publishing itself is
+decoded. aio-pika appears here only as the message type a publish takes; a
+delivery is read through ``delivered.Delivered``, which the consumer's own
+deliveries and aio-pika's alike satisfy; publishing itself is
 ``warren.service.amqp``'s business.
 """
 

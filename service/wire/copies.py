@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 
+from warren.service.wire.delivered import Delivered
 from warren.service.wire.envelope import bounded
 
 H_DROPPED = "warren-dropped-headers"
@@ -54,14 +54,14 @@ def _as_byte_arrays(value: Any) -> Any:
     return value
 
 
-def unsettled(delivery: AbstractIncomingMessage) -> int:
+def unsettled(delivery: Delivered) -> int:
     """How many earlier deliveries of this message went unsettled, as far as a consumer
     counted them (``warren-deliveries``); a value that is not a count reads as none."""
     value = (delivery.headers or {}).get(H_DELIVERIES)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def counted_copy(delivery: AbstractIncomingMessage, count: int) -> aio_pika.Message:
+def counted_copy(delivery: Delivered, count: int) -> aio_pika.Message:
     """The delivery as a new message carrying ``warren-deliveries``. Not ``user_id`` (the
     broker checks it against the publishing user) nor ``expiration`` (judged already)."""
     message = aio_pika.Message(

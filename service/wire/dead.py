@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.wire.copies import encodable
+from warren.service.wire.delivered import Delivered
 from warren.service.wire.envelope import APP_ID, bounded
 
 H_DEAD_REASON = "warren-dead-reason"
@@ -28,7 +28,7 @@ MAX_COPIED_HEADERS = 16_384
 
 
 def dead_letter_message(
-    delivery: AbstractIncomingMessage,
+    delivery: Delivered,
     *,
     reason: str,
     error_type: str,

@@ -24,11 +24,11 @@ from datetime import datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 from aiormq import spec
 
 from warren.service.errors import DecodeError
 from warren.service.store.model import TASK_ID
+from warren.service.wire.delivered import Delivered
 
 VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -169,7 +169,7 @@ class Envelope:
                 raise ValueError(f"{name} is longer than {MAX_SHORT_STRING} bytes")
 
     @classmethod
-    def from_delivery(cls, delivery: AbstractIncomingMessage) -> Envelope:
+    def from_delivery(cls, delivery: Delivered) -> Envelope:
         """Decode a delivery; anything that is not a v1 envelope raises ``DecodeError``."""
         if delivery.content_type != CONTENT_TYPE:
             raise DecodeError(

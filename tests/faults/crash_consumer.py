@@ -22,11 +22,10 @@ import os
 import signal
 from pathlib import Path
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from warren.consumers.acks import Acks
 from warren.consumers.context import TaskContext
 from warren.consumers.handlers import BUILTIN_REGISTRY as REGISTRY
+from warren.consumers.inbound import Delivery
 from warren.consumers.registry import Handler, Registry, handles
 from warren.consumers.runner import run
 from warren.service.settings import Settings
@@ -65,7 +64,7 @@ def crash_at_first_ack() -> None:
     """
     original = Acks.ack
 
-    async def ack(self: Acks, delivery: AbstractIncomingMessage) -> None:
+    async def ack(self: Acks, delivery: Delivery) -> None:
         first = not delivery.redelivered and not unsettled(delivery)  # not a counted copy
         if first and json.loads(delivery.body).get("message", "").startswith(CRASH_MARKER):
             os.kill(os.getpid(), signal.SIGKILL)
