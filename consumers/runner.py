@@ -38,7 +38,7 @@ from warren.consumers.registry import Registry, check_timeouts
 from warren.consumers.settle import Settler
 from warren.consumers.subscription import Subscription
 from warren.consumers.threads import HandlerThreads
-from warren.service import topology
+from warren.service import heap, topology
 from warren.service.amqp import Publisher
 from warren.service.background import Background
 from warren.service.connections import connect
@@ -291,7 +291,12 @@ async def run(
     abandons the start and exits cleanly at once.
     """
     consumer = Consumer(settings, catalog, registry, queue, concurrency, health_port)
+
+    async def start() -> None:
+        await consumer.start()
+        heap.settle()  # a process of its own: start-up's objects are never walked again
+
     try:
-        await run_until_signal(consumer.start(), queue)
+        await run_until_signal(start(), queue)
     finally:
         await consumer.stop()

@@ -53,12 +53,12 @@ async def serve_gateway(settings: Settings, warren_app: App, access_log: bool = 
 
     ``access_log``: a line per request (``warren dev`` asks for it). Off by default: it
     costs the hot path a log record per request, and a deployment has its proxy's."""
+    from warren.service.heap import settle_on_startup
     from warren.service.http.app import create_app
-    from warren.service.http.heap import settle_heap
     from warren.service.http.keys import BROKER
 
     app = create_app(settings, warren_app.catalog)
-    app.on_startup.append(settle_heap)  # a process of its own: its heap, once started
+    app.on_startup.append(settle_on_startup)  # a process of its own: its heap, once started
     runner = (
         web.AppRunner(
             app, access_log=logging.getLogger("warren.access"), access_log_format=ACCESS_FORMAT

@@ -1,4 +1,4 @@
-"""The gateway's collector settled at start-up: start-up's objects frozen, the young
+"""A process's collector settled at start-up: start-up's objects frozen, the young
 generation collected less often; cycles made afterwards are still collected."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import sys
 
 SCRIPT = """
 import asyncio, gc, weakref
-from warren.service.http.heap import YOUNG_THRESHOLD, settle_heap
+from warren.service.heap import YOUNG_THRESHOLD, settle_on_startup
 
 class Node:
     pass
 
-asyncio.run(settle_heap(None))
+asyncio.run(settle_on_startup(None))
 assert gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_threshold()
 assert gc.get_freeze_count() > 1000, gc.get_freeze_count()
 a, b = Node(), Node()
