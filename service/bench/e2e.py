@@ -25,7 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
 from warren.service.bench.drain import listening_pid
-from warren.service.bench.e2e_lag import LagProbe, end_lag
+from warren.service.bench.e2e_lag import LagProbe, SettleWatch
 from warren.service.bench.e2e_stages import STAGES, Arrival, cores, cpu_by_role, stage_percentiles
 from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
@@ -165,22 +165,22 @@ async def _paced(
 ) -> dict[str, Any]:
     assert events.probe is not None
     since = datetime.now(UTC) - timedelta(seconds=1)  # the window's records changed after
+    settle, recorder = SettleWatch(), run_.names.recorder_queue
+    settle.start(pipeline.base, run_.broker, recorder, since, time.time() + args.duration)
     events.probe.start()
     try:
         http, busy, due = await _generate(run_, pipeline, args, rate, n)
-        recorder = run_.names.recorder_queue
-        end = asyncio.create_task(
-            end_lag(pipeline.base, run_.broker, recorder, since, due.keys(), events.at)
-        )
 
         async def all_done() -> bool:
             return all(task_id in events.at for task_id in due)
 
         with contextlib.suppress(RuntimeError):  # what never succeeds is reported as missing
             await wait_until(all_done, run_.procs, 60, "every paced task to succeed")
-        ended = await end
+        last = max((events.at[t].arrived for t in due if t in events.at), default=time.time())
+        ended = await settle.lag_after(last)
     finally:
         sampled = await events.probe.stop()
+        await settle.stop()
     latencies = [events.at[t].arrived - d for t, d in due.items() if t in events.at]
     return {
         **stage_percentiles(due, events.at),

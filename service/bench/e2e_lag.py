@@ -11,11 +11,12 @@ Two readings:
   the probe costs the gateway a few requests a second, not a polling loop;
 * **end lag**, after the window: from the last paced task's event to the first moment the
   recorder queue has no ready message and the task API lists none of the window's tasks as
-  not final (``soak_probe.store_settled``). AMQP cannot read a queue's unacked count (a
-  passive declare gives the ready count only; the management plugin is not assumed), so
-  "nothing left unacked" is read through what the recorder does: it acks a batch as soon as
-  every change of it is written, so every record final means every delivery written (its
-  ack follows in the same step of the writer).
+  not final (``soak_probe.store_settled``, checked every ``SETTLE_POLL_SECONDS`` from the
+  end of the sending; the lag runs to the end of the first check begun after that event).
+  AMQP cannot read a queue's unacked count (a passive declare gives the ready count only;
+  the management plugin is not assumed), so "nothing left unacked" is read through what the
+  recorder does: it acks a batch as soon as every change of it is written, so every record
+  final means every delivery written (its ack follows in the same step of the writer).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +31,6 @@ import aiohttp
 import orjson
 
 from warren.service.bench.broker import BenchBroker
-from warren.service.bench.e2e_stages import Arrival
 from warren.service.bench.report import percentile
 from warren.service.bench.soak_probe import store_settled
 
@@ -102,23 +101,53 @@ class LagProbe:
         }
 
 
-async def end_lag(
-    base: str,
-    broker: BenchBroker,
-    recorder_queue: str,
-    since: datetime,
-    due: Collection[str],
-    arrivals: Mapping[str, Arrival],
-) -> float:
-    """Seconds from the last of ``due``'s events to the store settled (NaN: not within
-    ``SETTLE_WITHIN_SECONDS``). Polled from when the load generator ended; a check counts
-    only if it began after every event of ``due`` had arrived, and its end is the time."""
-    deadline = time.monotonic() + SETTLE_WITHIN_SECONDS
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            complete = all(task_id in arrivals for task_id in due)
-            if complete and await store_settled(http, base, since, broker, recorder_queue):
-                last = max((arrivals[t].arrived for t in due), default=time.time())
-                return max(0.0, time.time() - last)
-            await asyncio.sleep(SETTLE_POLL_SECONDS)
-    return float("nan")
+@dataclass
+class SettleWatch:
+    """Checks whether the store has caught up (``soak_probe.store_settled``), every
+    ``SETTLE_POLL_SECONDS`` from the end of the window's sending: the paced tasks are known
+    only once the generator has exited, by when the last event has long arrived, so the
+    checks are kept and the end lag is read from them afterwards."""
+
+    checks: list[tuple[float, float, bool]] = field(default_factory=list)  # began, ended, ok
+    _task: asyncio.Task[None] | None = None
+
+    def start(
+        self, base: str, broker: BenchBroker, queue: str, since: datetime, begin: float
+    ) -> None:
+        """Check from ``begin`` (wall clock) on: only what changed after ``since`` counts."""
+        self.checks = []
+        self._task = asyncio.create_task(self._poll(base, broker, queue, since, begin))
+
+    async def _poll(
+        self, base: str, broker: BenchBroker, queue: str, since: datetime, begin: float
+    ) -> None:
+        await asyncio.sleep(max(0.0, begin - time.time()))
+        async with aiohttp.ClientSession() as http:
+            while True:
+                began = time.time()
+                settled = await store_settled(http, base, since, broker, queue)
+                self.checks.append((began, time.time(), settled))
+                await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+    async def lag_after(self, last: float) -> float:
+        """Seconds from ``last`` (the last paced event's arrival) to the end of the first check
+        begun after it that found the store settled; NaN if none within the bound."""
+        deadline = time.monotonic() + SETTLE_WITHIN_SECONDS
+        try:
+            while time.monotonic() < deadline and self._task is not None:
+                if self._task.done():  # a check failed: let its error out
+                    self._task.result()
+                for began, ended, settled in self.checks:
+                    if began >= last and settled:
+                        return ended - last
+                await asyncio.sleep(SETTLE_POLL_SECONDS)
+            return float("nan")
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
