@@ -35,7 +35,7 @@ from warren.service.bench.report import percentile
 from warren.service.bench.soak_probe import store_settled
 
 SAMPLE_EVERY = 20  # one task in this many is asked for
-MAX_IN_FLIGHT = 4  # long-polls at once; the probe's cost is bounded by this
+MAX_IN_FLIGHT = 16  # long-polls at once (idle waiters; the requests are one per sample)
 WAIT_SECONDS = 5.0  # each long-poll's wait (asked again while not succeeded)
 ASKS = 4  # long-polls per sampled task at most: a record that never turns is "unanswered"
 SETTLE_POLL_SECONDS = 0.01
