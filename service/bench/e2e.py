@@ -5,7 +5,8 @@ processes. First a closed-loop burst measures the sustainable maximum — the
 lower of the accepted rate and the rate of ``succeeded`` events in the same
 window — then, once the backlog is gone, an open-loop generator submits at
 half of it (or ``--rate``) and each task's latency is the time from when its
-request was due to when its ``succeeded`` event reached a subscriber here.
+request was due to when its ``succeeded`` event reached a subscriber here. The
+store's lag behind those events is measured alongside (``e2e_lag``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers, wait_until
 from warren.service.bench.drain import listening_pid
+from warren.service.bench.e2e_lag import LagProbe, SettleWatch
 from warren.service.bench.e2e_stages import STAGES, Arrival, cores, cpu_by_role, stage_percentiles
 from warren.service.bench.gateway import BODY, LoadSpec, drive, load_spec
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
@@ -48,12 +51,15 @@ class Succeeded:
     """``succeeded`` events by task id: their arrival (wall clock) and their times."""
 
     at: dict[str, Arrival] = field(default_factory=dict)
+    probe: LagProbe | None = None  # told of each new one, to sample the store's lag
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         now = time.time()
         for event in event_objects(message.body, message.headers):  # a batch: many tasks
-            if event["task_id"] not in self.at:
-                self.at[event["task_id"]] = Arrival.of(event, now)
+            if (task_id := event["task_id"]) not in self.at:
+                self.at[task_id] = Arrival.of(event, now)
+                if self.probe is not None:
+                    self.probe.arrived(task_id, now)
 
     def between(self, start: float, end: float) -> int:
         return sum(1 for a in self.at.values() if start <= a.arrived < end)
@@ -73,6 +79,7 @@ async def run(args: argparse.Namespace, progress: Progress | None = None) -> Rep
     events = Succeeded()
     async with bench_run(keep_logs=args.keep_logs) as run_:
         pipeline = await _start_pipeline(run_, args)
+        events.probe = LagProbe(pipeline.base)
         await _listen(run_, events)
         progress.start("maximum")
         maximum = await _maximum(run_, pipeline.base, spec, args.max_duration, events)
@@ -156,6 +163,46 @@ async def _paced(
     events: Succeeded,
     n: int,
 ) -> dict[str, Any]:
+    assert events.probe is not None
+    since = datetime.now(UTC) - timedelta(seconds=1)  # the window's records changed after
+    settle, recorder = SettleWatch(), run_.names.recorder_queue
+    settle.start(pipeline.base, run_.broker, recorder, since, time.time() + args.duration)
+    events.probe.start()
+    try:
+        http, busy, due = await _generate(run_, pipeline, args, rate, n)
+
+        async def all_done() -> bool:
+            return all(task_id in events.at for task_id in due)
+
+        with contextlib.suppress(RuntimeError):  # what never succeeds is reported as missing
+            await wait_until(all_done, run_.procs, 60, "every paced task to succeed")
+        last = max((events.at[t].arrived for t in due if t in events.at), default=time.time())
+        ended = await settle.lag_after(last)
+    finally:
+        sampled = await events.probe.stop()
+        await settle.stop()
+    latencies = [events.at[t].arrived - d for t, d in due.items() if t in events.at]
+    return {
+        **stage_percentiles(due, events.at),
+        **{f"cpu {role}": busy for role, busy in busy.items()},
+        **sampled,
+        "store lag end": ended,
+        "accepted": len(due),
+        "missing": sum(1 for t in due if t not in events.at),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
+        "http_p50_ms": http["p50_ms"],
+        "http_p99_ms": http["p99_ms"],
+        "http_errors": http["errors"],
+    }
+
+
+async def _generate(
+    run_: BenchRun, pipeline: Pipeline, args: argparse.Namespace, rate: float, n: int
+) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
+    """Run the paced generator: its HTTP figures, the cores each role used meanwhile, and
+    the accepted ids with the wall-clock time each request was due."""
     ids = run_.tmp / f"ids-{n}.txt"
     argv = ["--url", f"{pipeline.base}/v1/tasks", "--body", BODY.decode()]
     argv += ["--duration", str(args.duration), "--connections", str(args.connections * 4)]
@@ -166,26 +213,7 @@ async def _paced(
     after, wall = cpu_by_role(pipeline.pids), time.monotonic() - started
     busy = cores({role: after[role] - before[role] for role in after}, wall)
     busy["generator"] = http.get("cpu_seconds", float("nan")) / args.duration
-    due = _read_ids(ids)
-
-    async def all_done() -> bool:
-        return all(task_id in events.at for task_id in due)
-
-    with contextlib.suppress(RuntimeError):  # what never succeeds is reported as missing
-        await wait_until(all_done, run_.procs, 60, "every paced task to succeed")
-    latencies = [events.at[t].arrived - d for t, d in due.items() if t in events.at]
-    return {
-        **stage_percentiles(due, events.at),
-        **{f"cpu {role}": busy for role, busy in busy.items()},
-        "accepted": len(due),
-        "missing": sum(1 for t in due if t not in events.at),
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "max_ms": max(latencies, default=float("nan")) * 1000,
-        "http_p50_ms": http["p50_ms"],
-        "http_p99_ms": http["p99_ms"],
-        "http_errors": http["errors"],
-    }
+    return http, busy, _read_ids(ids)
 
 
 def _read_ids(path: Path) -> dict[str, float]:
@@ -208,6 +236,14 @@ def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, ra
         row("202 p99", "http_p99_ms"),
         row("tasks not succeeded", "missing", "tasks"),
     ]
+    lag_rows = [  # the task API behind the events (see ``e2e_lag``)
+        row("store lag p50 (sampled)", "store lag p50", "s"),
+        row("store lag p99 (sampled)", "store lag p99", "s"),
+        row("store lag after the last event", "store lag end", "s"),
+    ]
+    lag_rows[0].extra = {"samples": sum(s["store lag samples"] for s in samples)}
+    lag_rows[0].extra["skipped"] = sum(s["store lag skipped"] for s in samples)
+    report.rows += lag_rows
     for stage in STAGES:  # where the latency goes (see ``e2e_stages``)
         report.rows += [row(f"{stage} p50", f"{stage} p50"), row(f"{stage} p99", f"{stage} p99")]
     for key in sorted(k for k in samples[0] if k.startswith("cpu ")) if samples else ():
@@ -215,6 +251,7 @@ def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, ra
     report.targets += [
         Target("submit→succeeded p50 (ms)", p50.value, 5.0, "<="),
         Target("submit→succeeded p99 (ms)", p99.value, 25.0, "<="),
+        Target("store lag (s)", max(lag_rows[1].value, lag_rows[2].value), 0.1, "<="),
     ]
     if any(s["http_errors"] for s in samples):
         report.notes.append("some paced requests failed (non-2xx or socket errors)")

@@ -33,7 +33,13 @@ import orjson
 from warren.service.bench.common import BenchRun, bench_run, wait_consumers
 from warren.service.bench.procs import Proc, free_port, wait_http, warren_env
 from warren.service.bench.report import Progress, Report
-from warren.service.bench.soak_probe import Samples, StoreProbe, SucceededIds, take_sample
+from warren.service.bench.soak_probe import (
+    Samples,
+    StoreProbe,
+    SucceededIds,
+    store_settled,
+    take_sample,
+)
 from warren.service.bench.soak_report import Figures, passed, report_of
 from warren.service.bench.soak_submit import submit_all
 from warren.service.store.db import StoreUnavailable
@@ -169,14 +175,9 @@ async def _drained(
 
 async def _settled(base: str, since: datetime, run_: BenchRun, deadline: float) -> float:
     """When the recorder queue is empty and the API lists no task of the run as not final."""
-    pending = "queued,scheduled,running,retrying"
-    params = {"status": pending, "since": since.isoformat(), "limit": "1"}
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            recorder = await run_.broker.state(run_.names.recorder_queue)
-            async with http.get(f"{base}/v1/tasks", params=params) as answer:
-                items = orjson.loads(await answer.read())["items"]
-            if not recorder.ready and not items:
+            if await store_settled(http, base, since, run_.broker, run_.names.recorder_queue):
                 break
             await asyncio.sleep(0.05)
     return time.time()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
+import orjson
 from aiormq.abc import DeliveredMessage
 
 from warren.service.bench.broker import BenchBroker
@@ -154,6 +156,21 @@ async def take_sample(
     )
     samples.items.append(sample)
     return sample
+
+
+NOT_FINAL = "queued,scheduled,running,retrying"
+
+
+async def store_settled(
+    http: aiohttp.ClientSession, base: str, since: datetime, broker: BenchBroker, queue: str
+) -> bool:
+    """Whether the store has caught up now: the recorder queue (``queue``) holds no ready
+    message and the task API lists no task changed since ``since`` as not final."""
+    if (await broker.state(queue)).ready:
+        return False
+    params = {"status": NOT_FINAL, "since": since.isoformat(), "limit": "1"}
+    async with http.get(f"{base}/v1/tasks", params=params) as answer:
+        return not orjson.loads(await answer.read())["items"]
 
 
 def thinned(values: Sequence[float], points: int = 12) -> list[float]:

@@ -151,7 +151,10 @@ async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
     assert all(positive(value) for value in stages)  # where the latency went
     assert positive(rows["cpu gateway (paced)"].value)
     assert positive(rows["cpu generator (paced)"].value)
-    assert len(report.targets) == 2
+    end = rows["store lag after the last event"].value
+    assert 0 <= end < 60  # the store caught up with every paced task (else NaN)
+    assert [t.name for t in report.targets][-1] == "store lag (s)"
+    assert len(report.targets) == 3
     await assert_cleaned_up(connection, report)
 
 
