@@ -110,6 +110,7 @@ class SettleWatch:
 
     checks: list[tuple[float, float, bool]] = field(default_factory=list)  # began, ended, ok
     _task: asyncio.Task[None] | None = None
+    _stopping: bool = False
 
     def start(
         self, base: str, broker: BenchBroker, queue: str, since: datetime, begin: float
@@ -123,7 +124,7 @@ class SettleWatch:
     ) -> None:
         await asyncio.sleep(max(0.0, begin - time.time()))
         async with aiohttp.ClientSession() as http:
-            while True:
+            while not self._stopping:
                 began = time.time()
                 settled = await store_settled(http, base, since, broker, queue)
                 self.checks.append((began, time.time(), settled))
@@ -146,8 +147,11 @@ class SettleWatch:
             await self.stop()
 
     async def stop(self) -> None:
+        """Ends after the check under way: cancelling a passive declare midway would make
+        aiormq close the benchmark's shared channel, which the next repeat needs."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            with contextlib.suppress(Exception):
+                await self._task  # its error, if any, was read by ``lag_after``
             self._task = None
+            self._stopping = False
