@@ -187,7 +187,7 @@ async def test_two_apps_in_two_namespaces_run_side_by_side(
     theirs = spawn(
         "gateway", "--port", str(ports[1]), namespace=other.namespace, store_url=other.store_url
     )
-    spawn("consume", "--queue", "diag", namespace=other.namespace)
+    their_consumer = spawn("consume", "--queue", "diag", namespace=other.namespace)
     try:
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         async with aiohttp.ClientSession() as http:
@@ -205,7 +205,9 @@ async def test_two_apps_in_two_namespaces_run_side_by_side(
             assert (await demo.wait(echoes[1].id, timeout=20)).status == "succeeded"
             with pytest.raises(warren.NotFound):
                 await shop.get(echoes[1].id)
-    finally:
+    finally:  # stopped first: a live consumer declares its queue again once it is deleted
+        for child in (theirs, their_consumer):
+            child.stop()
         channel = await connection.channel()
         await topology.delete(channel, topology.build(other, [*CATALOG.queues, "receipts"]))
         await channel.close()
