@@ -7,6 +7,12 @@ window — then, once the backlog is gone, an open-loop generator submits at
 half of it (or ``--rate``) and each task's latency is the time from when its
 request was due to when its ``succeeded`` event reached a subscriber here. The
 store's lag behind those events is measured alongside (``e2e_lag``).
+
+With ``--tree-b DIR`` a second pipeline runs ``warren`` of another checkout, in a
+namespace of its own (one namespace would share the recorder queue between the
+two gateways): both bursts are measured, then the paced windows alternate, A then
+B, at one rate (half of this tree's maximum, or ``--rate``), so before and after
+are compared at the same load in the same run.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("-p", "--processes", type=int, default=2, help="consumer processes")
     p.add_argument("-c", "--concurrency", type=int, default=16)
+    p.add_argument(
+        "--tree-b",
+        type=Path,
+        help="also run warren-b: the pipeline of another checkout, paced in turn with this one",
+    )
 
 
 @dataclass
@@ -73,40 +84,75 @@ class Pipeline:
     pids: dict[str, list[int]]
 
 
+@dataclass
+class Side:
+    """One pipeline of the run, ``warren`` or ``warren-b``, in its own namespace."""
+
+    name: str
+    run: BenchRun
+    pipeline: Pipeline
+    events: Succeeded
+    maximum: float = 0.0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def run(args: argparse.Namespace, progress: Progress | None = None) -> Report:
     spec = load_spec(args)
-    progress = progress or Progress("e2e", args.repeats + 1, not args.quiet)
-    events = Succeeded()
-    async with bench_run(keep_logs=args.keep_logs) as run_:
-        pipeline = await _start_pipeline(run_, args)
-        events.probe = LagProbe(pipeline.base)
-        await _listen(run_, events)
-        progress.start("maximum")
-        maximum = await _maximum(run_, pipeline.base, spec, args.max_duration, events)
-        progress.finish(f"max {maximum:,.0f} tasks/s")
-        rate = args.rate or max(1.0, maximum / 2)  # a tiny smoke run may see no completion
-        samples = []
+    trees: list[tuple[str, Path | None]] = [("warren", None)]
+    if getattr(args, "tree_b", None) is not None:
+        trees.append(("warren-b", args.tree_b))
+    steps = len(trees) * (args.repeats + 1)
+    progress = progress or Progress("e2e", steps, not args.quiet)
+    async with contextlib.AsyncExitStack() as stack:
+        sides = [await _side(stack, args, name, tree) for name, tree in trees]
+        for side in sides:
+            progress.start(f"{side.name} maximum")
+            burst = (spec, args.max_duration, side.events)
+            side.maximum = await _maximum(side.run, side.pipeline.base, *burst)
+            progress.finish(f"max {side.maximum:,.0f} tasks/s")
+        rate = args.rate or max(1.0, sides[0].maximum / 2)  # a tiny smoke run may see none
         for repeat in range(args.repeats):
-            progress.start(f"{rate:,.0f}/s #{repeat + 1}")
-            await _quiet(run_, events)
-            samples.append(await _paced(run_, pipeline, args, rate, events, repeat))
-            progress.finish(f"p50 {samples[-1]['p50_ms']:.1f} ms")
+            for side in sides:  # in turn: the same load, the machine's moods shared
+                progress.start(f"{side.name} {rate:,.0f}/s #{repeat + 1}")
+                await _quiet(side.run, side.events)
+                sample = await _paced(side.run, side.pipeline, args, rate, side.events, repeat)
+                side.samples.append(sample)
+                progress.finish(f"p50 {sample['p50_ms']:.1f} ms")
         progress.close()
-        settings = {**vars(spec), "repeats": args.repeats, "rate": rate, "maximum": maximum}
-        settings["max_seconds"] = args.max_duration
+        settings = {**vars(spec), "repeats": args.repeats, "rate": rate}
+        settings |= {"maximum": sides[0].maximum, "max_seconds": args.max_duration}
         settings |= {"processes": args.processes, "concurrency": args.concurrency}
-        report = run_.report("e2e", settings | {"paced_seconds": args.duration})
-    _summarise(report, samples, maximum, rate)
+        settings["tree_b"] = str(getattr(args, "tree_b", None) or "")
+        report = sides[0].run.report("e2e", settings | {"paced_seconds": args.duration})
+        for side in sides[1:]:
+            report.environment[f"namespace of {side.name}"] = side.run.settings.namespace
+    for side in sides:
+        _summarise(report, side, rate, targets=side is sides[0])
     return report
 
 
-async def _start_pipeline(run_: BenchRun, args: argparse.Namespace) -> Pipeline:
+async def _side(
+    stack: contextlib.AsyncExitStack, args: argparse.Namespace, name: str, tree: Path | None
+) -> Side:
+    """A namespace, its pipeline (of ``tree``, else this checkout) and a subscriber."""
+    run_ = await stack.enter_async_context(bench_run(keep_logs=args.keep_logs))
+    pipeline = await _start_pipeline(run_, args, tree)
+    events = Succeeded(probe=LagProbe(pipeline.base))
+    await _listen(run_, events)
+    return Side(name, run_, pipeline, events)
+
+
+async def _start_pipeline(
+    run_: BenchRun, args: argparse.Namespace, tree: Path | None = None
+) -> Pipeline:
     port = free_port()
     env = warren_env(run_.settings, store_url=run_.store_url("e2e"))
-    gateway = run_.start(Proc.warren(["gateway", "--port", str(port)], run_.log("gateway"), env))
+    gateway_argv = ["gateway", "--port", str(port)]
+    gateway = run_.start(Proc.warren(gateway_argv, run_.log("gateway"), env, tree))
     consume = ["consume", "--queue", QUEUE, "--concurrency", str(args.concurrency)]
+    consume += ["--health-port", "0"]
     consumers = [
-        run_.start(Proc.warren([*consume, "--health-port", "0"], run_.log(f"consume-{i}"), env))
+        run_.start(Proc.warren(consume, run_.log(f"consume-{i}"), env, tree))
         for i in range(args.processes)
     ]
     base = f"http://127.0.0.1:{port}"
@@ -221,14 +267,17 @@ def _read_ids(path: Path) -> dict[str, float]:
     return {task_id: float(due) for task_id, due in pairs}
 
 
-def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, rate: float) -> None:
+def _summarise(report: Report, side: Side, rate: float, *, targets: bool) -> None:
+    samples, name = side.samples, side.name
+
     def row(metric: str, key: str, unit: str = "ms") -> Row:
-        return Row("warren", metric, unit, [float(s[key]) for s in samples])
+        return Row(name, metric, unit, [float(s[key]) for s in samples])
 
     p50, p99 = row("submit→succeeded p50", "p50_ms"), row("submit→succeeded p99", "p99_ms")
+    ratio = rate / side.maximum if side.maximum else None
     report.rows += [
-        Row("warren", "sustainable maximum", "tasks/s", [maximum]),
-        Row("warren", "paced rate", "req/s", [rate], ratio=rate / maximum if maximum else None),
+        Row(name, "sustainable maximum", "tasks/s", [side.maximum]),
+        Row(name, "paced rate", "req/s", [rate], ratio=ratio),
         p50,
         p99,
         row("submit→succeeded max", "max_ms"),
@@ -248,10 +297,11 @@ def _summarise(report: Report, samples: list[dict[str, Any]], maximum: float, ra
         report.rows += [row(f"{stage} p50", f"{stage} p50"), row(f"{stage} p99", f"{stage} p99")]
     for key in sorted(k for k in samples[0] if k.startswith("cpu ")) if samples else ():
         report.rows.append(row(f"{key} (paced)", key, "cores"))
-    report.targets += [
-        Target("submit→succeeded p50 (ms)", p50.value, 5.0, "<="),
-        Target("submit→succeeded p99 (ms)", p99.value, 25.0, "<="),
-        Target("store lag (s)", max(lag_rows[1].value, lag_rows[2].value), 0.1, "<="),
-    ]
+    if targets:
+        report.targets += [
+            Target("submit→succeeded p50 (ms)", p50.value, 5.0, "<="),
+            Target("submit→succeeded p99 (ms)", p99.value, 25.0, "<="),
+            Target("store lag (s)", max(lag_rows[1].value, lag_rows[2].value), 0.1, "<="),
+        ]
     if any(s["http_errors"] for s in samples):
-        report.notes.append("some paced requests failed (non-2xx or socket errors)")
+        report.notes.append(f"{name}: some paced requests failed (non-2xx or socket errors)")

@@ -158,6 +158,27 @@ async def test_e2e_mode(connection: AbstractRobustConnection) -> None:
     await assert_cleaned_up(connection, report)
 
 
+async def test_e2e_tree_b_paces_another_checkout_in_turn(
+    connection: AbstractRobustConnection,
+) -> None:
+    """Both pipelines ran in namespaces of their own, at one rate, and both are gone."""
+    report = await bench(
+        "e2e", "-d", "1", "--max-duration", "1", "--warmup", "0", "-p", "1",
+        "--loadgen", "python", "--rate", "20", "--tree-b", str(REPO),
+    )  # fmt: skip
+    rows = {(r.name, r.metric): r for r in report.rows}
+    for name in ("warren", "warren-b"):
+        assert rows[(name, "tasks not succeeded")].value == 0
+        assert rows[(name, "paced rate")].value == 20
+        assert positive(rows[(name, "submit→succeeded p50")].value)
+    assert len(report.targets) == 3  # this tree's only
+    other = report.environment["namespace of warren-b"]
+    assert other != report.environment["namespace"]
+    await assert_cleaned_up(connection, report)
+    report.environment["namespace"] = other
+    await assert_cleaned_up(connection, report)
+
+
 def test_cli_prints_json() -> None:
     """``warren bench`` through the real CLI: one JSON object on stdout."""
     argv = ["-m", "warren", "bench", "consumer", "-n", "300", "-p", "1", "-r", "1"]
