@@ -45,15 +45,20 @@ class _Held:
 
     __slots__ = ("deadline", "delivery", "started", "task_type", "waiter")
 
-    def __init__(self, delivery: Delivery, task_type: str, started: float, deadline: float):
+    def __init__(
+        self,
+        delivery: Delivery,
+        task_type: str,
+        started: float,
+        deadline: float,
+        waiter: asyncio.Future[BaseException | None],
+    ) -> None:
         self.delivery = delivery
         self.task_type = task_type
         self.started = started
         self.deadline = deadline
         # Done once acked (None), or with why not; cancelled with its task (then skipped).
-        self.waiter: asyncio.Future[BaseException | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self.waiter = waiter
 
 
 class SuccessAcks:
@@ -75,16 +80,20 @@ class SuccessAcks:
     ) -> BaseException | None:
         """Return once ``delivery`` is acked (None), or with the error that keeps it from
         being acked (a ``PublishError``: requeue it). ``confirm`` must not be done yet."""
+        # The confirm's loop, not ``asyncio.get_running_loop()``: on Python 3.11 that makes
+        # a getpid system call each time, which showed as 4 % of a consumer's CPU here.
+        loop = confirm.get_loop()
         started = time.perf_counter()
-        held = _Held(delivery, task_type, started, started + self._publisher.timeout)
+        waiter: asyncio.Future[BaseException | None] = loop.create_future()
+        held = _Held(delivery, task_type, started, started + self._publisher.timeout, waiter)
         group = self._groups.get(confirm)
         if group is None:
             group = self._groups[confirm] = []
             confirm.add_done_callback(self._confirmed)
         group.append(held)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._period, self._look)
-        return await held.waiter
+            self._timer = loop.call_later(self._period, self._look)
+        return await waiter
 
     def _confirmed(self, confirm: Confirm) -> None:
         group = self._groups.pop(confirm, None)
