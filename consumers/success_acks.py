@@ -80,8 +80,7 @@ class SuccessAcks:
     ) -> BaseException | None:
         """Return once ``delivery`` is acked (None), or with the error that keeps it from
         being acked (a ``PublishError``: requeue it). ``confirm`` must not be done yet."""
-        # The confirm's loop, not ``asyncio.get_running_loop()``: on Python 3.11 that makes
-        # a getpid system call each time, which showed as 4 % of a consumer's CPU here.
+        # The confirm's loop: ``asyncio.get_running_loop()`` costs a getpid call on 3.11.
         loop = confirm.get_loop()
         started = time.perf_counter()
         waiter: asyncio.Future[BaseException | None] = loop.create_future()
