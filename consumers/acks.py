@@ -54,7 +54,7 @@ class Acks:
 
     def __init__(self) -> None:
         self._lanes: dict[object, _Lane] = {}
-        self._flush: asyncio.Future[None] | None = None
+        self._flush: asyncio.Future[None] | None = None  # the acks of this turn, once sent
         self.frames = 0  # ack frames sent: what the coalescing saves the broker shows here
 
     def track(self, delivery: Delivery) -> None:
@@ -72,13 +72,19 @@ class Acks:
 
     async def ack(self, delivery: Delivery) -> None:
         """Ack ``delivery`` with the others wanted in this turn; return once it is sent."""
+        await asyncio.shield(self.release(delivery))
+
+    def release(self, delivery: Delivery) -> asyncio.Future[None]:
+        """Want ``delivery`` acked with the others of this turn, without waiting: the future
+        is done once its ack is sent (shared by the turn's acks: never cancel it). For a
+        callback that acks many deliveries at once and has no task to wait in."""
         lane = self._lane(delivery)
         tag = delivery.delivery_tag
         lane.open.discard(tag)
         lane.ready[tag] = delivery
         if self._flush is None:
             self._flush = asyncio.ensure_future(self._send())
-        await asyncio.shield(self._flush)
+        return self._flush
 
     async def _send(self) -> None:
         await asyncio.sleep(0)  # let the other deliveries settled in this turn join

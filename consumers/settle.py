@@ -8,6 +8,8 @@ which publishes the events of many tasks as one message (group commit), and
 the settle waits for the confirm of the batch carrying its outcome. The
 confirms of one outcome are awaited together, and the deliveries of a batch
 are acked together, as one ``multiple`` ack, in the turn its confirm arrives.
+A plain success (its event its only publish) is acked from the confirm's
+callback itself, its task woken once the ack is sent (``SuccessAcks``).
 
 ``running`` goes out only once a handler has run for
 ``running_event_delay_seconds`` (at once with 0): most short tasks end sooner
@@ -45,6 +47,7 @@ from warren.consumers.inbound import Delivery
 from warren.consumers.outcome import Cancelled, DeadLetter, Outcome, RetryIn, Succeeded
 from warren.consumers.running import RunningEvent, RunningTimers
 from warren.consumers.spans import messaging_attributes
+from warren.consumers.success_acks import SuccessAcks
 from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
 from warren.service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
@@ -78,6 +81,9 @@ class Settler:
         self._batcher = batcher
         self._deferred: set[asyncio.Future[None]] = set()
         self._waits = ConfirmWait(BLOCK_CHECK_SECONDS)
+        self._successes = SuccessAcks(
+            publisher, acks, BLOCK_CHECK_SECONDS, self._counted_success, self._defer_if_room
+        )
         self._settled = 0
 
     def running(self, envelope: Envelope, timers: RunningTimers) -> RunningEvent:
@@ -101,7 +107,10 @@ class Settler:
             confirms += running.end()
             started = running.started_at
         confirms += self._publish(delivery, envelope, outcome, started)
-        await self._finish(delivery, confirms, outcome, envelope.type)
+        if type(outcome) is Succeeded and self._plain(confirms):
+            await self._settle_success(delivery, confirms[0], envelope.type)
+        else:
+            await self._finish(delivery, confirms, outcome, envelope.type)
 
     async def settle_undecodable(
         self, delivery: Delivery, envelope: Envelope | None, reason: str, error: str
@@ -140,6 +149,20 @@ class Settler:
             batcher.messages,
         )
 
+    def _plain(self, confirms: Confirms) -> bool:
+        """One confirm still to come (a success's event alone), and no alarm on: the common
+        case, acked from the confirm's callback. Blocked, the general path acks it at once."""
+        return len(confirms) == 1 and not confirms[0].done() and not self._publisher.blocked
+
+    async def _settle_success(
+        self, delivery: Delivery, confirm: asyncio.Future[None], task_type: str
+    ) -> None:
+        error = await self._successes.hold(delivery, confirm, task_type)
+        if isinstance(error, PublishError):
+            await self.requeue(delivery, f"settling failed: {error}")
+        elif error is not None:
+            raise error
+
     async def _finish(
         self,
         delivery: Delivery,
@@ -153,11 +176,19 @@ class Settler:
         except PublishError as exc:
             await self.requeue(delivery, f"settling failed: {exc}")
             return
-        self._settled += 1
-        if not deferred and self._settled % CONFIRM_SAMPLE == 0:
-            PUBLISH_CONFIRM.record(time.perf_counter() - started, self._confirm_labels(outcome))
+        self._count(task_type, type(outcome), None if deferred else started)
         await self._acks.ack(delivery)
-        DELIVERY_COUNTS[(self.queue, task_type, OUTCOME_LABEL[type(outcome)])] += 1
+
+    def _count(self, task_type: str, kind: type[Outcome], started: float | None) -> None:
+        """A delivery settled (its ack wanted now); ``started``: when its confirm wait began,
+        None if it was acked ahead of its confirm (an alarm's), which is not sampled."""
+        self._settled += 1
+        if started is not None and self._settled % CONFIRM_SAMPLE == 0:
+            PUBLISH_CONFIRM.record(time.perf_counter() - started, self._confirm_labels(kind))
+        DELIVERY_COUNTS[(self.queue, task_type, OUTCOME_LABEL[kind])] += 1
+
+    def _counted_success(self, task_type: str, started: float | None) -> None:
+        self._count(task_type, Succeeded, started)
 
     def _publish(
         self,
@@ -197,8 +228,7 @@ class Settler:
         while pending:
             if self._publisher.blocked:
                 _raise_failed(c for c in confirms if c not in pending)
-                if may_defer and self._batcher.unconfirmed < MAX_DEFERRED:
-                    self._defer(pending)
+                if may_defer and self._defer_if_room(pending):
                     return True
                 await self._publisher.unblocked()  # holds the delivery: no re-run per timeout
                 deadline = loop.time() + self._publisher.timeout
@@ -213,7 +243,11 @@ class Settler:
         _raise_failed(confirms)
         return False
 
-    def _defer(self, pending: set[asyncio.Future[None]]) -> None:
+    def _defer_if_room(self, pending: set[asyncio.Future[None]]) -> bool:
+        """Leave ``pending`` to be confirmed after the alarm, unless too many events are
+        deferred already (then False: the caller holds its delivery)."""
+        if self._batcher.unconfirmed >= MAX_DEFERRED:
+            return False
         if not self._deferred:
             log.warning(
                 "the broker blocks publishing (resource alarm): acking successes now, "
@@ -222,6 +256,7 @@ class Settler:
         for confirm in pending - self._deferred:  # a batch's confirm is shared by many settles
             self._deferred.add(confirm)
             confirm.add_done_callback(self._deferred_done)
+        return True
 
     def _deferred_done(self, confirm: asyncio.Future[None]) -> None:
         self._deferred.discard(confirm)
@@ -286,15 +321,13 @@ class Settler:
         )
         return self._batcher.add(change)
 
-    def _confirm_labels(self, outcome: Outcome) -> dict[str, str]:
+    def _confirm_labels(self, kind: type[Outcome]) -> dict[str, str]:
         names = self._publisher.names
-        match outcome:
-            case RetryIn():
-                return self._publisher.labels(names.retry_exchange)
-            case DeadLetter():
-                return self._publisher.labels(names.dead_exchange)
-            case _:
-                return self._publisher.labels(names.events_exchange)
+        if kind is RetryIn:
+            return self._publisher.labels(names.retry_exchange)
+        if kind is DeadLetter:
+            return self._publisher.labels(names.dead_exchange)
+        return self._publisher.labels(names.events_exchange)
 
 
 @contextlib.contextmanager
