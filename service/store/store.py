@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from warren.service.store.db import ChangeCallback, Database, Transaction
+from warren.service.store.db import ChangeCallback, Database, Plan, Row, Update, Writes
 from warren.service.store.merge import merge_all
 from warren.service.store.model import Change, Status, TaskRecord
 from warren.service.store.schema import migrate
@@ -61,17 +62,13 @@ class TaskStore:
         by_id: dict[str, list[Change]] = {}
         for change in changes:
             by_id.setdefault(change.task_id, []).append(change)
-        ids = sorted(by_id)
-        async with self.db.write() as tx:
-            await tx.ensure_rows(ids)
-            current = await self._locked(tx, ids)
-            written: list[TaskRecord] = []
-            for task_id in ids:
-                before = current.get(task_id)
-                after = merge_all(before, by_id[task_id])
-                if after is not None and after is not before:
-                    written.append(after)
-            await self._write(tx, written)
+        written: list[TaskRecord] = []
+
+        def plan(rows: list[Row]) -> Writes:
+            written[:] = merged(self._decoded(rows), by_id)
+            return self._writes(written)
+
+        await self.db.update(self._update(sorted(by_id), plan, create=True))
         return written
 
     async def get(self, task_id: str, *, claims: bool = False) -> TaskRecord | None:
@@ -133,20 +130,25 @@ class TaskStore:
 
     async def request_cancel(self, task_id: str, at: datetime) -> TaskRecord | None:
         """Note that cancellation was asked for (consumers then record ``cancelled``)."""
-        async with self.db.write() as tx:
-            record = (await self._locked(tx, [task_id])).get(task_id)
+        outcome: list[TaskRecord | None] = [None]
+
+        def plan(rows: list[Row]) -> Writes:
+            record = self._decoded(rows).get(task_id)
             if record is None or not record.published:
-                return None
+                return Writes()
+            outcome[0] = record
             if record.final or record.cancel_requested_at is not None:
-                return record
-            updated = replace(
+                return Writes()
+            outcome[0] = updated = replace(
                 record,
                 cancel_requested_at=at,
                 updated_at=max(record.updated_at, at),
                 version=record.version + 1,
             )
-            await self._write(tx, [updated])
-        return updated
+            return self._writes([updated])
+
+        await self.db.update(self._update([task_id], plan, create=False))
+        return outcome[0]
 
     async def prune(self, before: datetime) -> int:
         """Delete records untouched since ``before``, in chunks that keep each lock short."""
@@ -162,14 +164,29 @@ class TaskStore:
             if len(rows) < PRUNE_CHUNK:
                 return pruned
 
-    async def _locked(self, tx: Transaction, ids: Sequence[str]) -> dict[str, TaskRecord]:
+    def _update(self, ids: Sequence[str], plan: Plan, *, create: bool) -> Update:
+        """The records of ``ids``, locked (in id order: batches never deadlock), to ``plan``;
+        with ``create``, rows are made for new ids first (so that two replicas' first
+        changes of one task cannot both insert it)."""
         clause, args = self.dialect.in_list("id", ids)
-        rows = await tx.fetch(
-            f"{SELECT} WHERE {clause} ORDER BY id{self.dialect.for_update}", *args
-        )
+        select = f"{SELECT} WHERE {clause} ORDER BY id{self.dialect.for_update}"
+        return Update(ids if create else (), select, args, plan)
+
+    def _decoded(self, rows: Sequence[Row]) -> dict[str, TaskRecord]:
         return {r.id: r for row in rows if (r := decode(row, self.dialect)) is not None}
 
-    async def _write(self, tx: Transaction, records: Sequence[TaskRecord]) -> None:
-        if records:
-            await tx.executemany(UPSERT, [encode(r, self.dialect) for r in records])
-            await tx.notify([r.id for r in records])
+    def _writes(self, records: Sequence[TaskRecord]) -> Writes:
+        rows: list[Sequence[Any]] = [encode(r, self.dialect) for r in records]
+        return Writes(UPSERT, rows, [r.id for r in records])
+
+
+def merged(current: dict[str, TaskRecord], by_id: dict[str, list[Change]]) -> list[TaskRecord]:
+    """The records that ``by_id``'s changes alter, in id order: the body of ``apply``,
+    plain and synchronous so that an engine may run it on its own thread."""
+    written: list[TaskRecord] = []
+    for task_id in sorted(by_id):
+        before = current.get(task_id)
+        after = merge_all(before, by_id[task_id])
+        if after is not None and after is not before:
+            written.append(after)
+    return written
