@@ -19,6 +19,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -150,10 +151,35 @@ def _update(connection: sqlite3.Connection, update: Update) -> Writes:
     try:
         writes = update.plan(_fetch(connection, update.select, update.args))
         if writes.rows:
-            _executemany(connection, writes.sql, writes.rows)
+            _insert_all(connection, writes.sql, writes.rows)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
     return writes
+
+
+_VALUES = re.compile(r"VALUES (\((?:\?, )*\?\))")
+
+
+def _insert_all(connection: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``sql``, one ``INSERT … VALUES (?, …)``, for every row: as one statement of many
+    rows (as many as SQLite takes ``?`` for), not one execution per row.
+
+    Why: the sqlite3 module lets go of the GIL at every step of a statement, and this
+    thread then waits for the event loop's thread to hand it back (up to the switch
+    interval, 5 ms, while the loop is busy). ``executemany`` steps once per row; one
+    statement of many rows steps once. Measured with the loop 75 % busy: apply of 50
+    changes 8.0 → 4.7 ms wall (``benchmarks/store_apply.py``).
+    """
+    match = _VALUES.search(sql)
+    per = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0])
+    if match is None or per < 2:
+        _executemany(connection, sql, rows)
+        return
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        values = ", ".join([match.group(1)] * len(chunk))
+        statement = sql[: match.start(1)] + values + sql[match.end(1) :]
+        connection.execute(statement, [value for row in chunk for value in row]).close()

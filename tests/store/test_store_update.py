@@ -109,3 +109,17 @@ async def test_a_cancelled_apply_still_commits_and_signals(store: TaskStore) -> 
     assert signals.ids == [task]
     record = await store.get(task)
     assert record is not None and record.final
+
+
+async def test_a_batch_larger_than_one_statement_takes_is_written_whole(store: TaskStore) -> None:
+    """SQLite writes a batch as statements of many rows each, up to its limit of ``?``s
+    (32766: 1424 records); 1500 records take two, and every one is written and signalled."""
+    signals = Signals(store)
+    ids = [new_id() for _ in range(1500)]
+    created = await store.apply([life(task)[0] for task in ids])
+    finished = await store.apply([life(task)[2] for task in ids])
+    assert [r.id for r in created] == [r.id for r in finished] == sorted(ids)
+    assert sorted(await ids_stored(store, ids)) == sorted(ids)
+    assert signals.ids == sorted(ids) * 2
+    for task, record in zip(sorted(ids), finished, strict=True):
+        assert await store.get(task) == record and record.final
