@@ -55,12 +55,19 @@ class Update:
     ``plan`` does no I/O, so an engine may run the whole transaction in one call on its own
     thread (SQLite) or statement by statement on the loop (PostgreSQL); the merge rules stay
     in one place whichever runs them.
+
+    ``committed`` is called on the loop right after the commit's change signal, in the same
+    turn (the reads the signal woke run in the next one), by an engine whose signal is its
+    own commit's (SQLite): the writer may hand what it wrote to those reads. PostgreSQL
+    never calls it: its signals come later, from any replica, and a hand-off could be
+    older than the row.
     """
 
     ensure: Sequence[str]
     select: str
     args: Sequence[Any]
     plan: Plan
+    committed: Callable[[], None] | None = None
 
 
 class Transaction(Protocol):

@@ -19,6 +19,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -105,13 +106,19 @@ class SqliteDatabase(Database):
         """
         async with self._lock:
             call = self._require(self._writer).call(_update, update)
-            call.add_done_callback(self._signal_committed)
+            call.add_done_callback(functools.partial(self._committed, update))
             with _mapped_errors():
                 await asyncio.shield(call)
 
-    def _signal_committed(self, call: asyncio.Future[Writes]) -> None:
-        if not call.cancelled() and call.exception() is None and call.result().changed:
+    def _committed(self, update: Update, call: asyncio.Future[Writes]) -> None:
+        """On the loop, as soon as the call ends: the change signal, then the hand-off (in
+        the same turn, so before any read the signal woke has run)."""
+        if call.cancelled() or call.exception() is not None:
+            return
+        if call.result().changed:
             self._signal(call.result().changed)
+        if update.committed is not None:
+            update.committed()
 
     async def read(self, sql: str, *args: Any) -> list[Row]:
         reader = self._require(self._reader)

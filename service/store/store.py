@@ -8,6 +8,7 @@ the signal reaches every waiter (see ``warren.service.store.db``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from warren.service.store.sql import (
     encode,
     encode_cursor,
     list_sql,
+    reads_back_as_is,
 )
 
 PRUNE_CHUNK = 5000
@@ -44,6 +46,9 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.dialect = db.dialect
+        # Records just committed, for one turn of the loop: the reads their change signal
+        # woke (long-polls, streams) run in that turn and take them instead of reading.
+        self._fresh: dict[str, TaskRecord] = {}
 
     async def open(self) -> None:
         await self.db.open()
@@ -68,11 +73,17 @@ class TaskStore:
             written[:] = merged(self._decoded(rows), by_id)
             return self._writes(written)
 
-        await self.db.update(self._update(sorted(by_id), plan, create=True))
+        await self.db.update(self._update(sorted(by_id), plan, written, create=True))
         return written
 
     async def get(self, task_id: str, *, claims: bool = False) -> TaskRecord | None:
-        """The record; with ``claims`` also an idempotency claim not yet published."""
+        """The record; with ``claims`` also an idempotency claim not yet published.
+
+        A record committed in this turn of the loop is answered as written (see
+        ``_hand_off``), without a read through the database's thread.
+        """
+        if not claims and (fresh := self._fresh.get(task_id)) is not None:
+            return fresh
         if claims:
             rows = await self.db.read(f"{SELECT} WHERE id = ?", task_id)
         else:
@@ -131,6 +142,7 @@ class TaskStore:
     async def request_cancel(self, task_id: str, at: datetime) -> TaskRecord | None:
         """Note that cancellation was asked for (consumers then record ``cancelled``)."""
         outcome: list[TaskRecord | None] = [None]
+        written: list[TaskRecord] = []
 
         def plan(rows: list[Row]) -> Writes:
             record = self._decoded(rows).get(task_id)
@@ -145,9 +157,10 @@ class TaskStore:
                 updated_at=max(record.updated_at, at),
                 version=record.version + 1,
             )
-            return self._writes([updated])
+            written.append(updated)
+            return self._writes(written)
 
-        await self.db.update(self._update([task_id], plan, create=False))
+        await self.db.update(self._update([task_id], plan, written, create=False))
         return outcome[0]
 
     async def prune(self, before: datetime) -> int:
@@ -164,13 +177,29 @@ class TaskStore:
             if len(rows) < PRUNE_CHUNK:
                 return pruned
 
-    def _update(self, ids: Sequence[str], plan: Plan, *, create: bool) -> Update:
-        """The records of ``ids``, locked (in id order: batches never deadlock), to ``plan``;
-        with ``create``, rows are made for new ids first (so that two replicas' first
-        changes of one task cannot both insert it)."""
+    def _update(
+        self, ids: Sequence[str], plan: Plan, written: Sequence[TaskRecord], *, create: bool
+    ) -> Update:
+        """The records of ``ids``, locked (in id order: batches never deadlock), to ``plan``,
+        which leaves what it writes in ``written``; with ``create``, rows are made for new
+        ids first (so that two replicas' first changes of one task cannot both insert it)."""
         clause, args = self.dialect.in_list("id", ids)
         select = f"{SELECT} WHERE {clause} ORDER BY id{self.dialect.for_update}"
-        return Update(ids if create else (), select, args, plan)
+        return Update(ids if create else (), select, args, plan, lambda: self._hand_off(written))
+
+    def _hand_off(self, written: Sequence[TaskRecord]) -> None:
+        """Keep the records just committed until the end of the next turn of the loop.
+
+        Called right after the change signal (on SQLite only, where a signal is this
+        process's own commit): the waiters it woke run in the next turn, before the records
+        are dropped, and answer with exactly what a read would give, as every write to a
+        record goes through this store, one at a time, and the next cannot have signalled
+        yet. A record whose times are not all UTC is left out: it reads back in UTC.
+        """
+        fresh = {r.id: r for r in written if r.published and reads_back_as_is(r)}
+        if fresh:
+            self._fresh = fresh
+            asyncio.get_running_loop().call_soon(fresh.clear)
 
     def _decoded(self, rows: Sequence[Row]) -> dict[str, TaskRecord]:
         return {r.id: r for row in rows if (r := decode(row, self.dialect)) is not None}
