@@ -88,7 +88,7 @@ class SqliteDatabase(Database):
             writer = self._require(self._writer)
             tx = _Transaction(writer)
             with _mapped_errors():
-                await writer.call(_fetch, "BEGIN IMMEDIATE", ())
+                await writer.call(_begin)
                 try:
                     yield tx
                 except BaseException:
@@ -151,10 +151,19 @@ def _executemany(connection: sqlite3.Connection, sql: str, rows: Sequence[Sequen
     connection.executemany(sql, rows).close()
 
 
+def _begin(connection: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, after rolling back a transaction a cancelled writer left open
+    (its ``BEGIN`` ran on this thread after it stopped waiting): under the store's lock, an
+    open transaction can only be such a one, and would fail every write after it."""
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+    connection.execute("BEGIN IMMEDIATE")
+
+
 def _update(connection: sqlite3.Connection, update: Update) -> Writes:
     """On the writer's thread: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error
     (a failed ``COMMIT`` included, which would otherwise leave the transaction open)."""
-    connection.execute("BEGIN IMMEDIATE")
+    _begin(connection)
     try:
         writes = update.plan(_fetch(connection, update.select, update.args))
         if writes.rows:

@@ -9,6 +9,7 @@ that it is still one transaction (all or nothing), that the engine's errors stil
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -123,3 +124,37 @@ async def test_a_batch_larger_than_one_statement_takes_is_written_whole(store: T
     assert signals.ids == sorted(ids) * 2
     for task, record in zip(sorted(ids), finished, strict=True):
         assert await store.get(task) == record and record.final
+
+
+async def test_a_write_cancelled_while_it_begins_leaves_the_store_writable(
+    store: TaskStore,
+) -> None:
+    """Cancelled while its ``BEGIN`` waits for the thread, a writer leaves no transaction
+    open: the queued ``BEGIN`` is dropped (or, caught running, rolled back by the next
+    write's ``BEGIN``), and the next write goes through."""
+    if store.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's transaction is the caller's own connection's")
+    gate = threading.Event()
+
+    def held(_rows: list[Row]) -> Writes:
+        gate.wait()  # on the writer's thread: what is handed to it next waits
+        return Writes()
+
+    holding = asyncio.create_task(store.db.update(Update((), f"{SELECT} LIMIT 0", [], held)))
+
+    async def write_nothing() -> None:
+        async with store.db.write():
+            pass
+
+    await asyncio.sleep(0)
+    holding.cancel()  # it lets go of the lock; its call still holds the thread
+    writing = asyncio.create_task(write_nothing())
+    await asyncio.sleep(0)  # holding the lock, its BEGIN queued behind the held call
+    writing.cancel()
+    for task in (holding, writing):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    gate.set()
+    [written] = await store.apply(life(task_id := new_id()))
+    assert await store.get(task_id) == written
+    assert await ids_stored(store, [task_id]) == [task_id]
