@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from warren.service.errors import WarrenError
@@ -30,6 +31,43 @@ class StoreRejected(WarrenError):
 Row = dict[str, Any]
 ChangeCallback = Callable[[Iterable[str] | None], None]
 """Told the ids of changed records after their commit; ``None`` means "maybe any"."""
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What an ``Update``'s plan decided: ``sql`` once per row of ``rows``, then a change
+    signal for ``changed``."""
+
+    sql: str = ""
+    rows: list[Sequence[Any]] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+Plan = Callable[[list[Row]], Writes]
+
+
+@dataclass(frozen=True)
+class Update:
+    """A read-modify-write as one transaction: the rows of ``select`` (locked; those of
+    ``ensure`` made to exist first where the engine needs that to lock them), handed to
+    ``plan``, a plain function that says what to write.
+
+    ``plan`` does no I/O, so an engine may run the whole transaction in one call on its own
+    thread (SQLite) or statement by statement on the loop (PostgreSQL); the merge rules stay
+    in one place whichever runs them.
+
+    ``committed`` is called on the loop right after the commit's change signal, in the same
+    turn (the reads the signal woke run in the next one), by an engine whose signal is its
+    own commit's (SQLite): the writer may hand what it wrote to those reads. PostgreSQL
+    never calls it: its signals come later, from any replica, and a hand-off could be
+    older than the row.
+    """
+
+    ensure: Sequence[str]
+    select: str
+    args: Sequence[Any]
+    plan: Plan
+    committed: Callable[[], None] | None = None
 
 
 class Transaction(Protocol):
@@ -65,6 +103,17 @@ class Database(ABC):
     @abstractmethod
     def write(self) -> AbstractAsyncContextManager[Transaction]:
         """A write transaction: committed on normal exit, rolled back on an exception."""
+
+    async def update(self, update: Update) -> None:
+        """Run ``update`` statement by statement in a ``write`` transaction."""
+        async with self.write() as tx:
+            if update.ensure:
+                await tx.ensure_rows(update.ensure)
+            writes = update.plan(await tx.fetch(update.select, *update.args))
+            if writes.rows:
+                await tx.executemany(writes.sql, writes.rows)
+            if writes.changed:
+                await tx.notify(writes.changed)
 
     @abstractmethod
     async def read(self, sql: str, *args: Any) -> list[Row]:

@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -49,6 +49,7 @@ TIME_COLUMNS = frozenset(
     {"created_at", "updated_at", "started_at", "finished_at", "cancel_requested_at", "due_at"}
 )
 JSON_COLUMNS = frozenset({"result", "attempts"})
+ZERO = timedelta(0)
 _COLS = ", ".join(COLUMNS)
 
 UPSERT = (
@@ -153,6 +154,21 @@ def encode(record: TaskRecord, dialect: Dialect) -> tuple[Any, ...]:
         dialect.encode_json([a.to_json() for a in record.attempts]),
         dialect.encode_time(record.due_at),
     )
+
+
+def reads_back_as_is(record: TaskRecord) -> bool:
+    """Whether ``decode(encode(record))`` shows exactly as ``record`` does: its times are
+    stored in UTC, so one with another offset reads back as the same instant, written
+    differently. (JSON values round-trip: they came from JSON.)"""
+    times = (
+        record.created_at,
+        record.updated_at,
+        record.started_at,
+        record.finished_at,
+        record.cancel_requested_at,
+        record.due_at,
+    )
+    return all(t is None or t.utcoffset() == ZERO for t in times)
 
 
 def decode(row: Mapping[str, Any], dialect: Dialect) -> TaskRecord | None:

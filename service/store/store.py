@@ -8,11 +8,13 @@ the signal reaches every waiter (see ``warren.service.store.db``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from warren.service.store.db import ChangeCallback, Database, Transaction
+from warren.service.store.db import ChangeCallback, Database, Plan, Row, Update, Writes
 from warren.service.store.merge import merge_all
 from warren.service.store.model import Change, Status, TaskRecord
 from warren.service.store.schema import migrate
@@ -26,6 +28,7 @@ from warren.service.store.sql import (
     encode,
     encode_cursor,
     list_sql,
+    reads_back_as_is,
 )
 
 PRUNE_CHUNK = 5000
@@ -43,6 +46,9 @@ class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.dialect = db.dialect
+        # Records just committed, for one turn of the loop: the reads their change signal
+        # woke (long-polls, streams) run in that turn and take them instead of reading.
+        self._fresh: dict[str, TaskRecord] = {}
 
     async def open(self) -> None:
         await self.db.open()
@@ -61,21 +67,23 @@ class TaskStore:
         by_id: dict[str, list[Change]] = {}
         for change in changes:
             by_id.setdefault(change.task_id, []).append(change)
-        ids = sorted(by_id)
-        async with self.db.write() as tx:
-            await tx.ensure_rows(ids)
-            current = await self._locked(tx, ids)
-            written: list[TaskRecord] = []
-            for task_id in ids:
-                before = current.get(task_id)
-                after = merge_all(before, by_id[task_id])
-                if after is not None and after is not before:
-                    written.append(after)
-            await self._write(tx, written)
+        written: list[TaskRecord] = []
+
+        def plan(rows: list[Row]) -> Writes:
+            written[:] = merged(self._decoded(rows), by_id)
+            return self._writes(written)
+
+        await self.db.update(self._update(sorted(by_id), plan, written, create=True))
         return written
 
     async def get(self, task_id: str, *, claims: bool = False) -> TaskRecord | None:
-        """The record; with ``claims`` also an idempotency claim not yet published."""
+        """The record; with ``claims`` also an idempotency claim not yet published.
+
+        A record committed in this turn of the loop is answered as written (see
+        ``_hand_off``), without a read through the database's thread.
+        """
+        if not claims and (fresh := self._fresh.get(task_id)) is not None:
+            return fresh
         if claims:
             rows = await self.db.read(f"{SELECT} WHERE id = ?", task_id)
         else:
@@ -133,20 +141,27 @@ class TaskStore:
 
     async def request_cancel(self, task_id: str, at: datetime) -> TaskRecord | None:
         """Note that cancellation was asked for (consumers then record ``cancelled``)."""
-        async with self.db.write() as tx:
-            record = (await self._locked(tx, [task_id])).get(task_id)
+        outcome: list[TaskRecord | None] = [None]
+        written: list[TaskRecord] = []
+
+        def plan(rows: list[Row]) -> Writes:
+            record = self._decoded(rows).get(task_id)
             if record is None or not record.published:
-                return None
+                return Writes()
+            outcome[0] = record
             if record.final or record.cancel_requested_at is not None:
-                return record
-            updated = replace(
+                return Writes()
+            outcome[0] = updated = replace(
                 record,
                 cancel_requested_at=at,
                 updated_at=max(record.updated_at, at),
                 version=record.version + 1,
             )
-            await self._write(tx, [updated])
-        return updated
+            written.append(updated)
+            return self._writes(written)
+
+        await self.db.update(self._update([task_id], plan, written, create=False))
+        return outcome[0]
 
     async def prune(self, before: datetime) -> int:
         """Delete records untouched since ``before``, in chunks that keep each lock short."""
@@ -162,14 +177,45 @@ class TaskStore:
             if len(rows) < PRUNE_CHUNK:
                 return pruned
 
-    async def _locked(self, tx: Transaction, ids: Sequence[str]) -> dict[str, TaskRecord]:
+    def _update(
+        self, ids: Sequence[str], plan: Plan, written: Sequence[TaskRecord], *, create: bool
+    ) -> Update:
+        """The records of ``ids``, locked (in id order: batches never deadlock), to ``plan``,
+        which leaves what it writes in ``written``; with ``create``, rows are made for new
+        ids first (so that two replicas' first changes of one task cannot both insert it)."""
         clause, args = self.dialect.in_list("id", ids)
-        rows = await tx.fetch(
-            f"{SELECT} WHERE {clause} ORDER BY id{self.dialect.for_update}", *args
-        )
+        select = f"{SELECT} WHERE {clause} ORDER BY id{self.dialect.for_update}"
+        return Update(ids if create else (), select, args, plan, lambda: self._hand_off(written))
+
+    def _hand_off(self, written: Sequence[TaskRecord]) -> None:
+        """Keep the records just committed until the end of the next turn of the loop.
+
+        Called right after the change signal (on SQLite only, where a signal is this
+        process's own commit): the waiters it woke run in the next turn, before the records
+        are dropped, and answer with exactly what a read would give, as every write to a
+        record goes through this store, one at a time, and the next cannot have signalled
+        yet. A record whose times are not all UTC is left out: it reads back in UTC.
+        """
+        fresh = {r.id: r for r in written if r.published and reads_back_as_is(r)}
+        if fresh:
+            self._fresh = fresh
+            asyncio.get_running_loop().call_soon(fresh.clear)
+
+    def _decoded(self, rows: Sequence[Row]) -> dict[str, TaskRecord]:
         return {r.id: r for row in rows if (r := decode(row, self.dialect)) is not None}
 
-    async def _write(self, tx: Transaction, records: Sequence[TaskRecord]) -> None:
-        if records:
-            await tx.executemany(UPSERT, [encode(r, self.dialect) for r in records])
-            await tx.notify([r.id for r in records])
+    def _writes(self, records: Sequence[TaskRecord]) -> Writes:
+        rows: list[Sequence[Any]] = [encode(r, self.dialect) for r in records]
+        return Writes(UPSERT, rows, [r.id for r in records])
+
+
+def merged(current: dict[str, TaskRecord], by_id: dict[str, list[Change]]) -> list[TaskRecord]:
+    """The records that ``by_id``'s changes alter, in id order: the body of ``apply``,
+    plain and synchronous so that an engine may run it on its own thread."""
+    written: list[TaskRecord] = []
+    for task_id in sorted(by_id):
+        before = current.get(task_id)
+        after = merge_all(before, by_id[task_id])
+        if after is not None and after is not before:
+            written.append(after)
+    return written
