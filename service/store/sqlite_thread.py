@@ -1,16 +1,17 @@
-"""One ``sqlite3`` connection on a thread of its own, to which whole functions are handed.
+"""An aiosqlite connection to which whole functions are handed, not single statements.
 
-Why not aiosqlite's connection: it runs one statement per trip to its thread,
-and each trip's answer waits for the event loop (and the GIL) before the next
+Why: aiosqlite's public methods run one statement per trip to its thread, and
+each trip's answer waits for the event loop (and the GIL) before the next
 statement can go. A write transaction of the recorder is five such trips
 (BEGIN, SELECT, the upsert, the cursor's close, COMMIT); on a gateway whose
 loop waits for a core, each trip costs a wait, and the transaction took
 60 to 230 ms of wall time for 6.5 ms of work. Here a transaction is one function
-run on the thread, so the loop is woken once per transaction. aiosqlite 0.22
-runs functions on its thread only through private API (``Connection._execute``),
-hence this small wrapper over a one-thread executor instead.
+run on the connection's thread, so the loop is woken once per transaction.
 
-The connection is made, used and closed on that one thread only.
+aiosqlite (the project's SQLite library) queues functions for its thread with
+``Connection._execute``, the method its own public ones are built on; it has no
+public name. This module is the one place that uses it, and
+``tests/store/test_sqlite_thread.py`` fails if a release of aiosqlite changes it.
 """
 
 from __future__ import annotations
@@ -18,42 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+import aiosqlite
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 class SqliteThread:
-    """A connection and the thread it lives on; ``call`` runs a function there."""
+    """An aiosqlite connection; ``call`` runs a function with its ``sqlite3`` connection."""
 
-    def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
-        self._executor = executor
+    def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
     @classmethod
     async def open(cls, path: Path, pragmas: Sequence[str]) -> SqliteThread:
         """Connected in autocommit mode (transactions are explicit ``BEGIN``s), rows by name.
 
-        An open cancelled midway (a SIGTERM during start-up) still runs to its end on
-        the thread, and what it opened is closed, so no connection is left behind.
+        Shielded: an open cancelled midway (a SIGTERM during start-up) runs to its end
+        and is closed, or aiosqlite's thread reports to a loop that is gone, or outlives it.
         """
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warren-sqlite")
-        opening = asyncio.get_running_loop().run_in_executor(executor, _connect, path, pragmas)
+        opening = asyncio.ensure_future(_connect(path, pragmas))
         try:
-            connection = await asyncio.shield(opening)
+            return cls(await asyncio.shield(opening))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                executor.submit((await opening).close)
-            executor.shutdown(wait=False)
+                await (await opening).close()
             raise
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(executor, connection)
 
     def call(
         self,
@@ -62,24 +57,28 @@ class SqliteThread:
         **kwargs: P.kwargs,
     ) -> asyncio.Future[T]:
         """``fn(connection, *args)`` on the connection's thread, after every earlier call."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, lambda: fn(self._connection, *args, **kwargs))
+        connection = self._connection
+        run = cast(Any, connection)._execute  # see the module's docstring
+        done: Coroutine[Any, Any, T] = run(fn, _sqlite(connection), *args, **kwargs)
+        return asyncio.ensure_future(done)
 
     async def close(self) -> None:
         """Closed after every call already handed over; the thread then ends."""
-        try:
-            await self.call(sqlite3.Connection.close)
-        finally:
-            self._executor.shutdown(wait=False)
+        await self._connection.close()
 
 
-def _connect(path: Path, pragmas: Sequence[str]) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+def _sqlite(connection: aiosqlite.Connection) -> sqlite3.Connection:
+    """The ``sqlite3`` connection inside, only ever used on aiosqlite's thread."""
+    return cast(sqlite3.Connection, cast(Any, connection)._conn)
+
+
+async def _connect(path: Path, pragmas: Sequence[str]) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(path, isolation_level=None)
     try:
         connection.row_factory = sqlite3.Row
         for pragma in pragmas:
-            connection.execute(pragma).fetchall()
+            await connection.execute_fetchall(pragma)
     except BaseException:
-        connection.close()
+        await connection.close()  # its thread would keep the process alive
         raise
     return connection
