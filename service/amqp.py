@@ -27,7 +27,7 @@ from warren.service.errors import PublishError, QueueFull
 from warren.service.metrics import PUBLISH_CONFIRM
 from warren.service.topology import Names, Topology, declare
 from warren.service.wire import Envelope, EventMessage
-from warren.service.wire.task_header import task_properties
+from warren.service.wire.task_header import task_message
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Publisher:
             await self.publish(exchange, envelope.to_message(), envelope.queue)
             return
         started = time.perf_counter()
-        properties, encoded = envelope.to_properties(), task_properties(envelope)
+        properties, encoded = task_message(envelope)
         message = Outgoing(exchange, envelope.queue, envelope.body, properties, encoded=encoded)
         confirm = self._gathered.send(message)
         # A timer on the confirm itself, not ``asyncio.timeout`` (a context manager and a

@@ -5,8 +5,10 @@ largest single cost of a gateway request's publish. Most of an envelope's proper
 the same for every task of one type from one submitter (content type, type, queue,
 attempts, timeout, priority, app id): those parts are encoded once per such *shape* by
 ``content_header`` itself, and per task only its id, its times and its trace context
-are. The bytes are ``content_header``'s for ``envelope.to_properties()``
-(``tests/test_task_header.py`` checks them), hence pamqp's.
+are. The header table's shared entries are kept as a dict as well, so the properties
+object is built from a copy of it rather than header by header. The bytes are
+``content_header``'s for ``envelope.to_properties()`` (``tests/test_task_header.py``
+checks them), hence pamqp's.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _KEY_CREATED_AT = _key(H_CREATED_AT) + b"S"
 class _Shape:
     """The encoded parts every task of one shape shares, around its own values."""
 
+    headers: dict[str, Any]  # the shared header entries, as ``Envelope.headers`` has them
     flags: int
     content_type: bytes  # the first property
     before_created: bytes  # table entries between the trace context and warren-created-at
@@ -58,9 +61,9 @@ class _Shape:
 _shapes: dict[tuple[object, ...], _Shape | None] = {}
 
 
-def task_properties(envelope: Envelope) -> tuple[int, bytes] | None:
-    """``content_header``'s property flags and bytes for ``envelope.to_properties()``; None
-    when its shape cannot be encoded in parts (then ``content_header`` encodes them)."""
+def task_message(envelope: Envelope) -> tuple[spec.Basic.Properties, tuple[int, bytes] | None]:
+    """``envelope.to_properties()``, and ``content_header``'s flags and bytes for them; None
+    for those when its shape cannot be encoded in parts (``content_header`` encodes them)."""
     key = _shape_key(envelope)
     shape = _shapes.get(key, _MISSING)
     if shape is _MISSING:
@@ -68,8 +71,19 @@ def task_properties(envelope: Envelope) -> tuple[int, bytes] | None:
         if len(_shapes) < MAX_SHAPES:
             _shapes[key] = shape
     if shape is None:
-        return None
-    return shape.flags, _encoded(shape, envelope)
+        return envelope.to_properties(), None
+    traceparent = clean_traceparent(envelope.traceparent)
+    tracestate = clean_tracestate(envelope.tracestate)
+    created_at = envelope.created_at.isoformat()
+    headers = shape.headers.copy()
+    headers[H_CREATED_AT] = created_at
+    if traceparent:
+        headers[H_TRACEPARENT] = traceparent
+    if tracestate:
+        headers[H_TRACESTATE] = tracestate
+    properties = envelope.to_properties(headers)  # refuses an id past 255 bytes
+    encoded = _encoded(shape, envelope, traceparent, tracestate, created_at)
+    return properties, (shape.flags, encoded)
 
 
 def _shape_key(envelope: Envelope) -> tuple[object, ...]:
@@ -84,25 +98,29 @@ def _shape_key(envelope: Envelope) -> tuple[object, ...]:
     )
 
 
-def _encoded(shape: _Shape, envelope: Envelope) -> bytes:
+def _encoded(
+    shape: _Shape,
+    envelope: Envelope,
+    traceparent: str | None,
+    tracestate: str | None,
+    created_at: str,
+) -> bytes:
     trace = b""
-    if traceparent := clean_traceparent(envelope.traceparent):
+    if traceparent:
         trace = _long_string(_KEY_TRACEPARENT, traceparent)
-    if tracestate := clean_tracestate(envelope.tracestate):
+    if tracestate:
         trace += _long_string(_KEY_TRACESTATE, tracestate)
-    created_at = envelope.created_at
     table = b"".join(
         (
             trace,
             shape.before_created,
-            _long_string(_KEY_CREATED_AT, created_at.isoformat()),
+            _long_string(_KEY_CREATED_AT, created_at),
             shape.after_created,
         )
     )
     task_id = envelope.id.encode()
-    if len(task_id) > 255:
-        raise ValueError("message_id is longer than 255 bytes")
-    aware = created_at if created_at.utcoffset() is not None else created_at.replace(tzinfo=UTC)
+    created = envelope.created_at
+    aware = created if created.utcoffset() is not None else created.replace(tzinfo=UTC)
     return b"".join(
         (
             shape.content_type,
@@ -137,6 +155,7 @@ def _shape(envelope: Envelope) -> _Shape | None:
     try:
         flags, _ = _properties(properties)
         return _Shape(
+            headers=headers,
             flags=flags,
             content_type=_field(properties, "content_type"),
             before_created=_entries(headers, before),
@@ -160,4 +179,4 @@ def _field(properties: spec.Basic.Properties, name: str) -> bytes:
     return _value(_KIND[name], value)
 
 
-_MISSING = _Shape(0, b"", b"", b"", b"", b"")
+_MISSING = _Shape({}, 0, b"", b"", b"", b"", b"")
