@@ -60,7 +60,7 @@ def test_a_caller_not_sampled_gets_the_sdks_span_context_without_a_span(
 ) -> None:
     provider, exporter = sdk(1.0)  # the caller's flag decides, whatever the ratio
     expected = sdk_span_context(provider, headers)
-    parent, mine = RequestHeads(1.0, provider.id_generator).head(headers)
+    _, mine = RequestHeads(1.0, provider.id_generator).head(headers)
 
     assert mine is not None and not expected.trace_flags.sampled
     assert (mine.trace_id, mine.trace_flags, mine.trace_state, mine.is_remote) == (
