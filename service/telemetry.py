@@ -358,12 +358,13 @@ class RequestHeads:
 
     The same decision as the process's sampler (``DecidedOrParentBased``, parent-based at
     ``ratio``): a caller's ``traceparent`` decides by its flag; without one, a root is
-    sampled at ``ratio``. For a root this draws the decision itself and tells the sampler
-    so (``_ROOT_SAMPLED`` in the context the span starts in): the SDK then draws the span's
-    trace id, and a sampled request's span is exactly what the SDK alone made. A span context not
-    sampled is built as the SDK builds a dropped span's: a new span id, the parent's trace
-    id and trace state (or a new trace id), the random-trace-id flag as the SDK sets it.
-    About 3 µs instead of ~13 µs through the SDK's tracer, its sampler and context manager.
+    sampled at ``ratio``, drawn here, and the sampler is told so (``_ROOT_SAMPLED`` in the
+    context the span starts in): the SDK then draws the span's trace id, and a sampled
+    request's span is exactly what the SDK alone made (the consumers follow the flag, not
+    the trace id). A span context not sampled is built as the SDK builds a dropped span's:
+    a new span id, the parent's trace id and trace state (or a new trace id), the
+    random-trace-id flag as the SDK sets it. The span and its context went from 5.2 % of
+    the gateway's busy samples to 2.8 % (the sampled tenth included).
     """
 
     def __init__(self, ratio: float, ids: IdGenerator) -> None:
