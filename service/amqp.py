@@ -27,6 +27,7 @@ from warren.service.errors import PublishError, QueueFull
 from warren.service.metrics import PUBLISH_CONFIRM
 from warren.service.topology import Names, Topology, declare
 from warren.service.wire import Envelope, EventMessage
+from warren.service.wire.task_header import task_message
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,17 @@ class Publisher:
             await self.publish(exchange, envelope.to_message(), envelope.queue)
             return
         started = time.perf_counter()
-        message = Outgoing(exchange, envelope.queue, envelope.body, envelope.to_properties())
+        properties, encoded = task_message(envelope)
+        message = Outgoing(exchange, envelope.queue, envelope.body, properties, encoded=encoded)
         confirm = self._gathered.send(message)
+        # A timer on the confirm itself, not ``asyncio.timeout`` (a context manager and a
+        # cancellation per request): expired, the confirm fails, and if it was not written
+        # yet it never will be (``Gathered`` leaves out a confirm already settled).
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, confirm, self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
-                await confirm
-        except TimeoutError as exc:
-            raise PublishError(f"no confirm within {self.timeout}s (outcome unknown)") from exc
+            await confirm
+        finally:
+            timer.cancel()
         PUBLISH_CONFIRM.record(time.perf_counter() - started, self.labels(exchange))
 
     def send_retry(self, next_attempt: Envelope, tier: float) -> asyncio.Future[None]:
@@ -251,6 +256,11 @@ def _publish_error(exc: BaseException, routing_key: str) -> PublishError:
     if isinstance(exc, AMQPError | ConnectionError | RuntimeError):
         return PublishError(f"broker connection failed: {exc!r}")
     raise exc
+
+
+def _expire(confirm: asyncio.Future[None], timeout: float) -> None:
+    if not confirm.done():
+        confirm.set_exception(PublishError(f"no confirm within {timeout}s (outcome unknown)"))
 
 
 def _failed(error: PublishError) -> asyncio.Future[None]:

@@ -63,6 +63,8 @@ class Outgoing:
     body: bytes
     properties: spec.Basic.Properties
     mandatory: bool = True
+    # ``properties`` encoded already, as ``content_header`` would (``wire.task_header``)
+    encoded: tuple[int, bytes] | None = None
 
 
 def supported(channel: Any) -> bool:
@@ -95,8 +97,8 @@ def marshal(channel_number: int, max_content_size: int, batch: Sequence[Outgoing
             command = spec.Basic.Publish(exchange=exchange, routing_key=key, mandatory=mandatory)
             publish = publish_frames[route] = pamqp.frame.marshal(command, channel_number)
         parts.append(publish)
-        body = message.body
-        parts.append(content_header_frame(message.properties, len(body), channel_number))
+        body, properties = message.body, message.properties
+        parts.append(content_header_frame(properties, len(body), channel_number, message.encoded))
         for start in range(0, len(body), max_content_size):
             chunk = body[start : start + max_content_size]
             parts += (FRAME.pack(FRAME_BODY, channel_number, len(chunk)), chunk, FRAME_END)

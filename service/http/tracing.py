@@ -12,18 +12,25 @@ and no PRODUCER span is opened beside it (each span is ~0.1 ms of SDK work). The
 view names the task on it (``name_task``). Attributes are the HTTP convention's required
 ones plus the route, given when the span starts: the SDK then copies them once, where
 ``set_attributes`` on a started span costs about three times as much.
+
+A request the head decision does not sample (``telemetry.RequestHeads``: most of them, at
+the default ratio of 0.1) gets no SDK span: its span context, made directly, is current
+while it is handled, so the task's ``traceparent`` (flag off) and trace id are what they
+were, and nothing else is built. A sampled request's span is the SDK's, unchanged.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
+from contextlib import AbstractContextManager
+from typing import Any
 
 from aiohttp import web
-from opentelemetry import trace
+from opentelemetry import context, trace
 
 from warren.service.metrics import HTTP_SERVER_DURATION
-from warren.service.telemetry import extract, tracer
+from warren.service.telemetry import extract, request_heads, tracer
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _metric_attributes: dict[tuple[str, str, int], dict[str, str | int]] = {}
@@ -64,16 +71,35 @@ def name_task(task_id: str, task_type: str) -> None:
         span.set_attributes({"warren.task.id": task_id, "warren.task.type": task_type})
 
 
-async def traced(request: web.Request, call: Awaitable[web.StreamResponse]) -> web.StreamResponse:
-    """``call`` (the request's handling) awaited in a SERVER span named ``METHOD /route``,
-    timed in the duration metric."""
-    route = _route(request)
-    method = request.method
-    started = time.perf_counter()
-    status = 500
-    with tracer().start_as_current_span(
+class _Unsampled:
+    """The span of a request not sampled, current while it is handled: nothing to record."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span_context: trace.SpanContext) -> None:
+        self._span = trace.NonRecordingSpan(span_context)
+        self._token: object = None
+
+    def __enter__(self) -> trace.Span:
+        self._token = context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *_: Any) -> None:
+        context.detach(self._token)  # type: ignore[arg-type]
+
+
+def _request_span(request: web.Request, method: str, route: str) -> AbstractContextManager[Any]:
+    """The request's span, current inside: the SDK's when sampled, else ``_Unsampled``."""
+    heads = request_heads()
+    if heads is None:
+        parent = extract(request.headers)
+    else:
+        parent, unsampled = heads.head(request.headers)
+        if unsampled is not None:
+            return _Unsampled(unsampled)
+    return tracer().start_as_current_span(
         f"{method} {route}" if route else method,
-        context=extract(request.headers),
+        context=parent,
         kind=trace.SpanKind.SERVER,
         attributes={
             "http.request.method": method,
@@ -83,7 +109,17 @@ async def traced(request: web.Request, call: Awaitable[web.StreamResponse]) -> w
         },
         record_exception=False,
         set_status_on_exception=False,
-    ) as span:
+    )
+
+
+async def traced(request: web.Request, call: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """``call`` (the request's handling) awaited in a SERVER span named ``METHOD /route``,
+    timed in the duration metric."""
+    route = _route(request)
+    method = request.method
+    started = time.perf_counter()
+    status = 500
+    with _request_span(request, method, route) as span:
         try:
             response = await call
             status = response.status

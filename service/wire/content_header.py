@@ -36,10 +36,16 @@ class Unsupported(Exception):
     """A value this encoder does not write as pamqp would: pamqp encodes the frame."""
 
 
-def content_header_frame(properties: spec.Basic.Properties, body_size: int, channel: int) -> bytes:
-    """The content header frame of a message of ``body_size`` bytes, as pamqp marshals it."""
+def content_header_frame(
+    properties: spec.Basic.Properties,
+    body_size: int,
+    channel: int,
+    encoded_properties: tuple[int, bytes] | None = None,
+) -> bytes:
+    """The content header frame of a message of ``body_size`` bytes, as pamqp marshals it;
+    ``encoded_properties``: the flags and bytes of ``properties``, encoded already."""
     try:
-        flags, encoded = _properties(properties)
+        flags, encoded = encoded_properties or _properties(properties)
     except Unsupported:
         return pamqp.frame.marshal(ContentHeader(0, body_size, properties), channel)
     payload = HEADER_START.pack(spec.Basic.frame_id, body_size, flags) + encoded

@@ -147,10 +147,11 @@ class Envelope:
             headers=self.headers(),
         )
 
-    def to_properties(self) -> spec.Basic.Properties:
+    def to_properties(self, headers: dict[str, Any] | None = None) -> spec.Basic.Properties:
         """The properties of ``to_message()``, the same on the wire, built directly: the batch
         route builds hundreds at once, and ``aio_pika.Message`` sets a dozen attributes
-        through a checking ``__setattr__`` before copying them into these."""
+        through a checking ``__setattr__`` before copying them into these. ``headers``:
+        ``self.headers()``, built already (``wire.task_header`` copies most of them)."""
         self._check_short_strings()
         return spec.Basic.Properties(
             content_type=CONTENT_TYPE,
@@ -160,7 +161,7 @@ class Envelope:
             timestamp=self.created_at,
             priority=self.priority,
             app_id=APP_ID,
-            headers=self.headers(),
+            headers=self.headers() if headers is None else headers,
         )
 
     def _check_short_strings(self) -> None:
