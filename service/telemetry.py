@@ -127,17 +127,9 @@ def tracer() -> trace.Tracer:
 
 
 def inject() -> dict[str, str]:
-    """The current span's trace context as ``traceparent``/``tracestate`` headers: what the
-    W3C propagator writes, formatted here (its setter and helpers were ~1.5 % of a request)."""
-    span_context = trace.get_current_span().get_span_context()
-    if span_context == trace.INVALID_SPAN_CONTEXT:
-        return {}
-    carrier = {
-        "traceparent": f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
-        f"-{span_context.trace_flags:02x}"
-    }
-    if span_context.trace_state:
-        carrier["tracestate"] = span_context.trace_state.to_header()
+    """The current span's trace context as ``traceparent``/``tracestate`` headers."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
     return carrier
 
 

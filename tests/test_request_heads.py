@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.test_gateway_tracing import CALLER_SPAN, CALLER_TRACE, finished, server_spans
 from tests.test_observability import submit
 from warren.service.settings import Settings
-from warren.service.telemetry import DecidedOrParentBased, RequestHeads, extract, inject
+from warren.service.telemetry import DecidedOrParentBased, RequestHeads, extract
 from warren.service.topology import Names
 
 __all__ = ["finished"]  # the fixture, used by name below
@@ -113,19 +113,6 @@ def test_a_root_is_sampled_at_the_ratio() -> None:
     heads = RequestHeads(0.25, provider.id_generator)
     sampled = sum(heads.head({})[1] is None for _ in range(4000))
     assert 800 < sampled < 1200  # 1,000 expected; outside this band about once in 10^12
-
-
-def test_inject_writes_what_the_w3c_propagator_writes() -> None:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    provider, _ = sdk(1.0)
-    for headers in ({"traceparent": UNSAMPLED, "tracestate": "a=1,b=2"}, {"traceparent": SAMPLED}):
-        span = provider.get_tracer("t").start_span("x", context=extract(headers))
-        with trace.use_span(span, end_on_exit=True):
-            theirs: dict[str, str] = {}
-            TraceContextTextMapPropagator().inject(theirs)
-            assert inject() == theirs
-    assert inject() == {}  # no current span: nothing
 
 
 async def test_a_request_not_sampled_carries_its_callers_trace_to_the_task_unsampled(
