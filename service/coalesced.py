@@ -37,6 +37,7 @@ import pamqp.frame
 from aiormq import spec
 from aiormq.abc import ChannelFrame
 
+from warren.service.errors import PublishError
 from warren.service.wire.content_header import FRAME, FRAME_END, content_header_frame
 
 WRITTEN_AGAINST = "aiormq 7.2.4"
@@ -225,14 +226,21 @@ class Gathered:
         try:
             confirms = await self._send([message for message, _ in batch])
         except BaseException as exc:  # a bug, or cancelled at shutdown: each caller is told
+            told = exc if isinstance(exc, Exception) else _interrupted(exc)
             for _, confirm in batch:
                 if not confirm.done():
-                    confirm.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                    confirm.set_exception(told)
             if not isinstance(exc, Exception):
                 raise
             return
         for (_, mine), theirs in zip(batch, confirms, strict=True):
             theirs.add_done_callback(functools.partial(_settle, mine))
+
+
+def _interrupted(exc: BaseException) -> PublishError:
+    """What a caller whose batch's write was cut short (a shutdown) is told: the outcome is
+    unknown (part of the batch may be on the socket), as for a publish that timed out."""
+    return PublishError(f"the write of its batch was interrupted ({type(exc).__name__}; unknown)")
 
 
 def _settle(mine: asyncio.Future[None], theirs: asyncio.Future[None]) -> None:

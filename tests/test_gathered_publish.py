@@ -16,7 +16,7 @@ from tests.test_envelope import sample_envelope
 from warren.service import topology
 from warren.service.amqp import Publisher
 from warren.service.coalesced import Gathered, Outgoing
-from warren.service.errors import QueueFull
+from warren.service.errors import PublishError, QueueFull
 from warren.service.settings import Settings
 from warren.service.wire import Envelope
 
@@ -103,4 +103,23 @@ async def test_a_failing_write_fails_every_publish_waiting_on_it() -> None:
     await asyncio.wait(confirms, timeout=5)
     for confirm in confirms:
         with pytest.raises(RuntimeError, match="the write failed"):
+            confirm.result()
+
+
+async def test_publishes_whose_write_a_shutdown_cut_short_are_told_the_outcome_is_unknown() -> None:
+    async def stuck(batch: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
+        await asyncio.Event().wait()  # the channel's lock never comes
+        raise AssertionError("unreachable")
+
+    gathered = Gathered(stuck)
+    envelope = sample_envelope()
+    message = Outgoing("x", "diag", envelope.body, envelope.to_properties())
+    confirms = [gathered.send(message) for _ in range(3)]
+    await asyncio.sleep(0.05)  # the flush is writing
+    flushing = gathered._flushing
+    assert flushing is not None
+    flushing.cancel()  # what the loop's shutdown does to it
+    await asyncio.wait(confirms, timeout=5)
+    for confirm in confirms:
+        with pytest.raises(PublishError, match=r"interrupted \(CancelledError; unknown\)"):
             confirm.result()
