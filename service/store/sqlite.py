@@ -166,8 +166,9 @@ def _update(connection: sqlite3.Connection, update: Update) -> Writes:
     _begin(connection)
     try:
         writes = update.plan(_fetch(connection, update.select, update.args))
-        if writes.rows:
-            _insert_all(connection, writes.sql, writes.rows)
+        for sql, rows in writes.statements:
+            if rows:
+                _insert_all(connection, sql, rows)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:

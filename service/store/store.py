@@ -23,12 +23,14 @@ from warren.service.store.sql import (
     SELECT,
     TABLE,
     UPSERT,
+    UPSERT_PROGRESS,
     ListQuery,
     decode,
     encode,
     encode_cursor,
     list_sql,
     reads_back_as_is,
+    same_identity,
 )
 
 PRUNE_CHUNK = 5000
@@ -70,8 +72,9 @@ class TaskStore:
         written: list[TaskRecord] = []
 
         def plan(rows: list[Row]) -> Writes:
-            written[:] = merged(self._decoded(rows), by_id)
-            return self._writes(written)
+            current = self._decoded(rows)
+            written[:] = merged(current, by_id)
+            return self._writes(written, current)
 
         await self.db.update(self._update(sorted(by_id), plan, written, create=True))
         return written
@@ -158,7 +161,7 @@ class TaskStore:
                 version=record.version + 1,
             )
             written.append(updated)
-            return self._writes(written)
+            return self._writes(written, {task_id: record})
 
         await self.db.update(self._update([task_id], plan, written, create=False))
         return outcome[0]
@@ -204,9 +207,20 @@ class TaskStore:
     def _decoded(self, rows: Sequence[Row]) -> dict[str, TaskRecord]:
         return {r.id: r for row in rows if (r := decode(row, self.dialect)) is not None}
 
-    def _writes(self, records: Sequence[TaskRecord]) -> Writes:
-        rows: list[Sequence[Any]] = [encode(r, self.dialect) for r in records]
-        return Writes(UPSERT, rows, [r.id for r in records])
+    def _writes(self, records: Sequence[TaskRecord], before: dict[str, TaskRecord]) -> Writes:
+        """The upserts of ``records``: the cheaper ``UPSERT_PROGRESS`` for a record stored
+        with the same identity, or new where the engine made no row for it yet; ``UPSERT``,
+        every column, for the rest (rare on SQLite: then a transaction is one statement, and
+        its thread hands the GIL back to the loop once)."""
+        progress: list[Sequence[Any]] = []
+        whole: list[Sequence[Any]] = []
+        fresh_is_cheap = not self.dialect.placeholder_rows
+        for record in records:
+            stored = before.get(record.id)
+            cheap = fresh_is_cheap if stored is None else same_identity(stored, record)
+            (progress if cheap else whole).append(encode(record, self.dialect))
+        statements = [(UPSERT_PROGRESS, progress), (UPSERT, whole)]
+        return Writes(statements, [r.id for r in records])
 
 
 def merged(current: dict[str, TaskRecord], by_id: dict[str, list[Change]]) -> list[TaskRecord]:

@@ -76,6 +76,38 @@ async def test_applying_the_same_changes_again_writes_nothing(store: TaskStore) 
     assert record is not None and record.version == 3
 
 
+async def test_a_record_written_change_by_change_round_trips_exactly(store: TaskStore) -> None:
+    """Each later change updates the stored record (the cheaper upsert of its progress)."""
+    task = new_id()
+    expected = None
+    for change in life(task):
+        await store.apply([change])
+        expected = merge_all(expected, [change])
+        assert await store.get(task) == expected
+    listed = await store.list(ListQuery(statuses=(Status.SUCCEEDED,), limit=100))
+    assert [r.id for r in listed.items] == [task]
+
+
+async def test_a_record_whose_identity_moves_is_stored_and_listed_by_its_new_values(
+    store: TaskStore,
+) -> None:
+    """A consumer's event first (no creation time from an older consumer, no submitter),
+    the gateway's ``queued`` after it: the earlier creation time and the submitter are
+    written, and the list's indexes find the record by them."""
+    task = new_id()
+    queued, running, _ = life(task, ms=1000)
+    first = running.model_copy(update={"created_at": None, "submitter": None})
+    [made] = await store.apply([first])
+    assert made.created_at == running.at and made.submitter is None
+    [moved] = await store.apply([queued])
+    assert moved.created_at == queued.created_at and moved.submitter == "s"
+    assert await store.get(task) == moved
+    mine = await store.list(ListQuery(submitter="s", limit=100))
+    assert task in [r.id for r in mine.items]
+    before = await store.list(ListQuery(since=queued.at - timedelta(milliseconds=1), limit=100))
+    assert task in [r.id for r in before.items]
+
+
 async def test_list_is_newest_first_filtered_and_paged_without_gaps(store: TaskStore) -> None:
     ids = [new_id() for _ in range(25)]
     for i, task in enumerate(ids):

@@ -38,7 +38,7 @@ def writing(sql: str, rows: list[tuple[Any, ...]], changed: list[str]) -> Update
     """An update that reads nothing of note and writes ``rows`` with ``sql``."""
 
     def plan(_rows: list[Row]) -> Writes:
-        return Writes(sql, list(rows), changed)
+        return Writes([(sql, list(rows))], changed)
 
     return Update((), f"{SELECT} WHERE id = ?", ["none"], plan)
 
@@ -68,7 +68,7 @@ async def test_a_failing_database_is_unavailable_and_rolls_back(store: TaskStore
     task = new_id()
 
     def plan(_rows: list[Row]) -> Writes:
-        return Writes(f"INSERT INTO {TABLE} (id) VALUES (?)", [(task,)], [task])
+        return Writes([(f"INSERT INTO {TABLE} (id) VALUES (?)", [(task,)])], [task])
 
     with pytest.raises(StoreUnavailable):  # its read fails
         await store.db.update(Update((), f"SELECT * FROM {TABLE}_missing", [], plan))
