@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -116,53 +117,58 @@ async def left_in(channel: AbstractChannel, queue: str) -> int:
     return taken
 
 
-async def test_successes_are_acked_only_after_their_batch_confirm_with_one_multiple_ack(
+@dataclass
+class ThreeHeld:
+    """Three successes whose events went out in one batch, its confirm held back."""
+
+    confirms: HeldConfirms
+    settler: Settler
+    acks: Acks
+    consuming: AbstractChannel
+    settles: list[asyncio.Task[None]]
+
+
+@pytest.fixture
+async def three_held(
     monkeypatch: pytest.MonkeyPatch,
     connection: AbstractRobustConnection,
-    channel: AbstractChannel,
     shape: Topology,
     settings: Settings,
     declared: object,
     scratch_queue: str,
-) -> None:
-    # Given three successes whose events went out in one batch, its confirm held back
+) -> ThreeHeld:
     confirms = HeldConfirms(monkeypatch)
     settler, acks = await settler_on(connection, shape, settings, timeout=30)
     consuming, got = await tasks_delivered(connection, scratch_queue, acks, 3)
     settles = settle_all(settler, got)
     await until(lambda: held(settler) == 3, 5, "three successes held on their confirm")
+    return ThreeHeld(confirms, settler, acks, consuming, settles)
+
+
+async def test_successes_are_acked_only_after_their_batch_confirm_with_one_multiple_ack(
+    three_held: ThreeHeld, channel: AbstractChannel, scratch_queue: str
+) -> None:
+    # Given three successes whose events went out in one batch, its confirm held back
     # Then none is acked, and no settle has returned
-    assert confirms.sent == 1 and acks.frames == 0
-    assert not any(settle.done() for settle in settles)
+    assert three_held.confirms.sent == 1 and three_held.acks.frames == 0
+    assert not any(settle.done() for settle in three_held.settles)
 
     # When the confirm arrives, every settle returns, its delivery acked by one frame
-    confirms.release()
-    await asyncio.gather(*settles)
-    assert acks.frames == 1 and held(settler) == 0
-    await consuming.close()
+    three_held.confirms.release()
+    await asyncio.gather(*three_held.settles)
+    assert three_held.acks.frames == 1 and held(three_held.settler) == 0
+    await three_held.consuming.close()
     assert await left_in(channel, scratch_queue) == 0  # nothing came back: all three acked
 
 
 async def test_successes_whose_batch_failed_are_given_back_not_acked(
-    monkeypatch: pytest.MonkeyPatch,
-    connection: AbstractRobustConnection,
-    channel: AbstractChannel,
-    shape: Topology,
-    settings: Settings,
-    declared: object,
-    scratch_queue: str,
+    three_held: ThreeHeld, channel: AbstractChannel, scratch_queue: str
 ) -> None:
-    confirms = HeldConfirms(monkeypatch)
-    settler, acks = await settler_on(connection, shape, settings, timeout=30)
-    consuming, got = await tasks_delivered(connection, scratch_queue, acks, 3)
-    settles = settle_all(settler, got)
-    await until(lambda: held(settler) == 3, 5, "three successes held on their confirm")
-
     # When the broker nacks the batch, the three are requeued (nack), none acked
-    confirms.release(PublishError("nacked by the broker"))
-    await asyncio.gather(*settles)
-    assert acks.frames == 0
-    await consuming.close()
+    three_held.confirms.release(PublishError("nacked by the broker"))
+    await asyncio.gather(*three_held.settles)
+    assert three_held.acks.frames == 0
+    await three_held.consuming.close()
     assert await left_in(channel, scratch_queue) == 3
 
 
