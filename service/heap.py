@@ -18,8 +18,11 @@ build apps and consumers in-process keep Python's defaults.
 from __future__ import annotations
 
 import gc
+import logging
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 YOUNG_THRESHOLD = 10_000  # CPython's default is 700
 OLDER_THRESHOLDS = (10, 10)  # CPython's defaults
@@ -30,6 +33,11 @@ def settle() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+    log.info(
+        "collector settled: %d start-up objects frozen, young collections every %d allocations",
+        gc.get_freeze_count(),
+        YOUNG_THRESHOLD,
+    )
 
 
 async def settle_on_startup(app: web.Application) -> None:

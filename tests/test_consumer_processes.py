@@ -181,6 +181,7 @@ async def test_dev_serves_runs_a_task_and_stops_with_all_its_children(
     await no_group_left(dev, within=5)
     assert dev.log().count("consumer of ") == 4  # each consumer drained and said so
     assert "gateway stopped" in dev.log()
+    assert dev.log().count("collector settled") == 5  # the gateway and each consumer process
 
 
 async def test_dev_stops_everything_and_fails_when_a_child_fails(
