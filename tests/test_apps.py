@@ -9,6 +9,7 @@ broker; the task is submitted over HTTP and read back from the task API.
 from __future__ import annotations
 
 import asyncio
+import signal
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,7 +208,9 @@ async def test_two_apps_in_two_namespaces_run_side_by_side(
                 await shop.get(echoes[1].id)
     finally:  # stopped first: a live consumer declares its queue again once it is deleted
         for child in (theirs, their_consumer):
-            child.stop()
+            child.send(signal.SIGTERM)
+        for child in (theirs, their_consumer):  # awaited: the loop is not blocked meanwhile
+            assert await child.exit_code(within=15) == 0, child.log()
         channel = await connection.channel()
         await topology.delete(channel, topology.build(other, [*CATALOG.queues, "receipts"]))
         await channel.close()
