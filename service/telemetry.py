@@ -298,6 +298,21 @@ def _remote_parent(headers: Mapping[str, Any]) -> trace.SpanContext | None:
     )
 
 
+def _head_sampled(parent: trace.SpanContext | None, bound: int) -> bool:
+    """The head decision, gateway and consumers alike: the sender's ``sampled`` flag, or for
+    a root a draw at the ratio (``bound``: ``TraceIdRatioBased``'s for that ratio)."""
+    if parent is None:
+        return random.getrandbits(64) < bound  # a sample, not a secret
+    return bool(parent.trace_flags.sampled)
+
+
+def _sender(parent: trace.SpanContext | None) -> context.Context:
+    """A context holding only the sender's span (empty for a root)."""
+    if parent is None:
+        return _EMPTY
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent), _EMPTY)
+
+
 SpanLike = trace.Span | PendingSpan
 """What the delivery path writes to: the attempt's span, or its stand-in until it fails."""
 
@@ -318,10 +333,7 @@ class AttemptSampling:
     def head(self, headers: Mapping[str, Any]) -> tuple[context.Context, bool]:
         """The sender's trace context and the head decision for one delivery."""
         parent = _remote_parent(headers)
-        if parent is None:
-            return _EMPTY, random.getrandbits(64) < self._bound  # a sample, not a secret
-        span = trace.NonRecordingSpan(parent)
-        return trace.set_span_in_context(span, _EMPTY), parent.trace_flags.sampled
+        return _sender(parent), _head_sampled(parent, self._bound)
 
     def span(
         self, name: str, headers: Mapping[str, Any], attributes: Callable[[], dict[str, Any]]
@@ -368,13 +380,13 @@ class RequestHeads:
         """The context to start a sampled request's span in, and a request's span context
         when it is not sampled (then the context is not needed: None for a sampled one)."""
         parent = _remote_parent(headers)
+        if _head_sampled(parent, self._bound):
+            if parent is None:  # the SDK's sampler is told it was drawn, not asked again
+                return context.set_value(_ROOT_SAMPLED, True, _EMPTY), None
+            return _sender(parent), None
         if parent is None:
-            if random.getrandbits(64) < self._bound:  # a sample, not a secret
-                return context.set_value(_ROOT_SAMPLED, True), None
             trace_id, state = self._ids.generate_trace_id(), None
             flags = self._random_flags
-        elif parent.trace_flags.sampled:
-            return trace.set_span_in_context(trace.NonRecordingSpan(parent)), None
         else:
             trace_id, state = parent.trace_id, parent.trace_state
             random_id = parent.trace_flags.random_trace_id
