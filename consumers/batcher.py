@@ -39,9 +39,9 @@ from warren.service.amqp import Publisher
 from warren.service.errors import PublishError
 from warren.service.settings import ConsumerSettings
 from warren.service.store.merge import PHASE
-from warren.service.store.model import Change
+from warren.service.store.model import Status
 from warren.service.topology import Names
-from warren.service.wire import encode_event, event_batch
+from warren.service.wire import event_batch
 
 
 @dataclass
@@ -86,18 +86,18 @@ class EventBatcher:
         self.messages = 0  # messages published: what the broker was asked to store
         self.events = 0
 
-    def add(self, change: Change) -> asyncio.Future[None]:
-        """Queue ``change`` for the next batch; the future is its message's confirm.
+    def add(self, event: bytes, queue: str, status: Status) -> asyncio.Future[None]:
+        """Queue ``event`` (encoded: ``warren.service.wire.event_of``), ``queue``'s task
+        reaching ``status``, for the next batch; the future is its message's confirm.
 
         It fails with ``PublishError`` like a publish; never cancel it (it is shared).
         """
-        event = encode_event(change)
-        key = Names.event_key(change.queue, change.status.value)
+        key = Names.event_key(queue, status.value)
         message = self._open.get(key)
         if message is None or not message.fits(event, self._max_events, self._max_bytes):
             if message is not None:
                 self._closed.append(message)
-            phase = PHASE[change.status]
+            phase = PHASE[status]
             message = self._open[key] = _Message(key, phase, self._shared_future())
         message.events.append(event)
         message.size += len(event) + 1

@@ -53,7 +53,7 @@ from warren.service.errors import PublishError
 from warren.service.metrics import CONFIRM_SAMPLE, DELIVERY_COUNTS, PUBLISH_CONFIRM
 from warren.service.store.model import Status
 from warren.service.telemetry import inject, tracer
-from warren.service.wire import Envelope, dead_letter_message, task_change
+from warren.service.wire import Envelope, dead_letter_message, event_of
 
 log = logging.getLogger(__name__)
 OUTCOME_LABEL = {
@@ -316,10 +316,8 @@ class Settler:
     ) -> asyncio.Future[None]:
         """The event of ``envelope``'s task reaching ``status`` now, into the next batch;
         the confirm of the message that carries it."""
-        change = task_change(
-            envelope, status, worker=self._worker, started_at=started_at, **details
-        )
-        return self._batcher.add(change)
+        event = event_of(envelope, status, self._worker, started_at, **details)
+        return self._batcher.add(event, envelope.queue, status)
 
     def _confirm_labels(self, kind: type[Outcome]) -> dict[str, str]:
         names = self._publisher.names

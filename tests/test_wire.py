@@ -19,7 +19,9 @@ from warren.service.store.model import Change, Status
 from warren.service.wire import (
     cancel_message,
     decode_event,
+    encode_event,
     event_message,
+    event_of,
     parse_control,
     sync_message,
     task_change,
@@ -79,6 +81,21 @@ def test_an_event_carries_the_documented_fields(
     assert event.properties.content_type == "application/json"
     assert event.properties.delivery_mode == 2
     assert event.routing_key == f"diag.{status.value}"
+
+
+@pytest.mark.parametrize(("status", "details", "extra"), OUTCOMES)
+def test_a_consumer_encodes_an_event_as_the_model_would(
+    status: Status, details: dict[str, Any], extra: set[str]
+) -> None:
+    """``event_of`` (the consumers' path, no model) writes the very bytes of the model's."""
+    envelope = sample_envelope(attempt=2, redelivered=True)
+    for started in (STARTED, None):  # a run's event, and one of a task that never ran
+        fast = event_of(envelope, status, "host:1", started, **details)
+        at = datetime.fromisoformat(orjson.loads(fast)["at"])
+        change = task_change(
+            envelope, status, worker="host:1", at=at, started_at=started, **details
+        )
+        assert fast == encode_event(change)
 
 
 def test_a_task_that_never_ran_has_no_start() -> None:

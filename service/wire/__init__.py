@@ -5,6 +5,7 @@
 * ``dead``: a dead letter, the delivery as it came plus why it is dead;
 * ``events``: a lifecycle event, the store's ``Change`` encoded
   (``task_change`` builds one from an envelope, ``encode_event`` encodes it,
+  ``event_of`` writes the same bytes straight from an envelope, as consumers do,
   ``decode_event`` reads one back);
 * ``batches``: many events of one routing key in one message, as consumers
   publish them (``event_batch``; ``decode_events`` and ``event_objects`` read
@@ -49,6 +50,7 @@ from warren.service.wire.events import (
     decode_event,
     encode_event,
     event_message,
+    event_of,
     task_change,
 )
 
@@ -69,6 +71,7 @@ __all__ = [
     "event_batch",
     "event_message",
     "event_objects",
+    "event_of",
     "events_in",
     "leader_token",
     "parse_control",
