@@ -1,0 +1,82 @@
+"""Micro benchmark of the store's cost per task by the kind of task id: random (UUIDv4, task
+ids before 2026-11-30) against time-ordered (UUIDv7, ``new_task_id``).
+
+A SQLite store first holds ``--records`` finished tasks (a gateway's store after hours of
+work; records are kept ``WARREN_STORE_RETENTION_DAYS``); then ``--tasks`` new tasks are
+written in batches of ``--batch``, as the recorder does: their ``queued`` records, then their
+``succeeded`` changes. Printed per kind, in turn (``--rounds``): the CPU of the whole process
+(the store's thread included) per task, for each of the two writes.
+
+    .venv/bin/python benchmarks/store_ids.py --records 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from warren.service.store import Change, TaskStore, open_store
+from warren.service.store.model import Status, new_task_id
+
+KINDS: dict[str, Callable[[], str]] = {
+    "random (uuid4)": lambda: uuid.uuid4().hex,
+    "time-ordered (uuid7)": new_task_id,
+}
+
+
+def change(task_id: str, status: Status) -> Change:
+    now = datetime.now(UTC)
+    done = status is Status.SUCCEEDED
+    return Change(task_id=task_id, type="bench.noop", queue="default", status=status,
+                  attempt=1, max_attempts=3, at=now, created_at=now, submitter="bench",
+                  started_at=now if done else None, result={"ok": True} if done else None,
+                  worker="w1" if done else None)  # fmt: skip
+
+
+async def cpu_per_task(store: TaskStore, batches: list[list[Change]]) -> float:
+    started = time.process_time()
+    for batch in batches:
+        await store.apply(batch)
+    return (time.process_time() - started) / sum(map(len, batches)) * 1e6
+
+
+async def one(kind: str, args: argparse.Namespace) -> tuple[float, float]:
+    make = KINDS[kind]
+    with tempfile.TemporaryDirectory() as directory:
+        store = await open_store(f"sqlite:///{directory}/tasks.db")
+        try:
+            for _ in range(args.records // 500):
+                await store.apply([change(make(), Status.SUCCEEDED) for _ in range(500)])
+            ids = [make() for _ in range(args.tasks)]
+            chunks = [ids[i : i + args.batch] for i in range(0, len(ids), args.batch)]
+            queued = await cpu_per_task(
+                store, [[change(i, Status.QUEUED) for i in c] for c in chunks]
+            )
+            done = await cpu_per_task(
+                store, [[change(i, Status.SUCCEEDED) for i in c] for c in chunks]
+            )
+            return queued, done
+        finally:
+            await store.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000, help="records already stored")
+    parser.add_argument("--tasks", type=int, default=20_000, help="new tasks written")
+    parser.add_argument("--batch", type=int, default=200, help="changes per transaction")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each kind, in turn")
+    args = parser.parse_args()
+    for _ in range(args.rounds):
+        for kind in KINDS:
+            queued, done = await one(kind, args)
+            print(f"{kind:21} queued {queued:6.1f} µs/task   succeeded {done:6.1f} µs/task")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
