@@ -5,7 +5,8 @@ A SQLite store first holds ``--records`` finished tasks (a gateway's store after
 work; records are kept ``WARREN_STORE_RETENTION_DAYS``); then ``--tasks`` new tasks are
 written in batches of ``--batch``, as the recorder does: their ``queued`` records, then their
 ``succeeded`` changes. Printed per kind, in turn (``--rounds``): the CPU of the whole process
-(the store's thread included) per task, for each of the two writes.
+(the store's thread included) per task, for each of the two writes, and the database's size
+per record at the end (after a checkpoint: the WAL emptied into it).
 
     .venv/bin/python benchmarks/store_ids.py --records 100000
 """
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sqlite3
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from warren.service.store import Change, TaskStore, open_store
 from warren.service.store.model import Status, new_task_id
@@ -45,10 +49,11 @@ async def cpu_per_task(store: TaskStore, batches: list[list[Change]]) -> float:
     return (time.process_time() - started) / sum(map(len, batches)) * 1e6
 
 
-async def one(kind: str, args: argparse.Namespace) -> tuple[float, float]:
+async def one(kind: str, args: argparse.Namespace) -> tuple[float, float, float]:
     make = KINDS[kind]
     with tempfile.TemporaryDirectory() as directory:
-        store = await open_store(f"sqlite:///{directory}/tasks.db")
+        path = Path(directory) / "tasks.db"
+        store = await open_store(f"sqlite:///{path}")
         try:
             for _ in range(args.records // 500):
                 await store.apply([change(make(), Status.SUCCEEDED) for _ in range(500)])
@@ -60,9 +65,11 @@ async def one(kind: str, args: argparse.Namespace) -> tuple[float, float]:
             done = await cpu_per_task(
                 store, [[change(i, Status.SUCCEEDED) for i in c] for c in chunks]
             )
-            return queued, done
         finally:
             await store.close()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return queued, done, path.stat().st_size / (args.records + args.tasks)
 
 
 async def main() -> None:
@@ -74,8 +81,11 @@ async def main() -> None:
     args = parser.parse_args()
     for _ in range(args.rounds):
         for kind in KINDS:
-            queued, done = await one(kind, args)
-            print(f"{kind:21} queued {queued:6.1f} µs/task   succeeded {done:6.1f} µs/task")
+            queued, done, size = await one(kind, args)
+            print(
+                f"{kind:21} queued {queued:6.1f} µs/task   succeeded {done:6.1f} µs/task   "
+                f"{size:5.0f} bytes/record"
+            )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,33 @@ def _v4(d: Dialect) -> list[str]:
     return [f"ALTER TABLE {TABLE} ADD COLUMN due_at {d.time_type}"]
 
 
-MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (_v1, dead_letter_schema, _v3, _v4)
+def _v5(d: Dialect) -> list[str]:
+    """The list indexes in ascending order: the newest task then goes at an index's end.
+
+    Both engines read an index backwards for ``ORDER BY created_at DESC, id DESC``, so the
+    order changes no plan. A ``DESC`` index put every new task at its first leaf: a
+    B-tree splits a page it inserts into half and half, except when it appends at the
+    end, so those indexes held half-empty pages. With time-ordered task ids
+    (``new_task_id``) they were 50 % unused; ascending, the database is 24 % smaller
+    (``benchmarks/store_ids.py``). Rebuilt once, at the first start of this version.
+    """
+    columns = {"created": "", "status": "status, ", "type": "type, ", "queue": "queue, "}
+    columns["submitter"] = "submitter, "
+    drops = [f"DROP INDEX {TABLE}_{name}" for name in columns]
+    creates = [
+        f"CREATE INDEX {TABLE}_{name} ON {TABLE} ({lead}created_at, id)"
+        for name, lead in columns.items()
+    ]
+    return drops + creates
+
+
+MIGRATIONS: tuple[Callable[[Dialect], list[str]], ...] = (
+    _v1,
+    dead_letter_schema,
+    _v3,
+    _v4,
+    _v5,
+)
 
 
 async def migrate(db: Database) -> int:
