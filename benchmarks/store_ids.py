@@ -21,8 +21,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+
+from store_apply import change  # this directory's: the same changes as that benchmark's
 
 from warren.service.store import Change, TaskStore, open_store
 from warren.service.store.model import Status, new_task_id
@@ -31,15 +32,6 @@ KINDS: dict[str, Callable[[], str]] = {
     "random (uuid4)": lambda: uuid.uuid4().hex,
     "time-ordered (uuid7)": new_task_id,
 }
-
-
-def change(task_id: str, status: Status) -> Change:
-    now = datetime.now(UTC)
-    done = status is Status.SUCCEEDED
-    return Change(task_id=task_id, type="bench.noop", queue="default", status=status,
-                  attempt=1, max_attempts=3, at=now, created_at=now, submitter="bench",
-                  started_at=now if done else None, result={"ok": True} if done else None,
-                  worker="w1" if done else None)  # fmt: skip
 
 
 async def cpu_per_task(store: TaskStore, batches: list[list[Change]]) -> float:
