@@ -138,12 +138,22 @@ def event_of(
     status: Status,
     worker: str,
     started_at: datetime | None = None,
+    *,
     result: Any = None,
-    **details: Any,
+    error_type: str | None = None,
+    error: str | None = None,
+    reason: str | None = None,
+    next_delay_seconds: float | None = None,
 ) -> bytes:
     """``encode_event(task_change(envelope, status, ...))``, byte for byte, built without the
-    model: the consumers' path, once per task (a quarter of the cost: ~3 against ~13 µs)."""
-    details["started_at"] = started_at
+    model: the consumers' path, once per event (a third of the cost: ``event_micro.py``)."""
+    details = {
+        "next_delay_seconds": next_delay_seconds,
+        "error_type": error_type,
+        "error": error,
+        "reason": reason,
+        "started_at": started_at,
+    }
     return _encoded(
         envelope.id,
         envelope.type,
