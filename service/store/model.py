@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-import uuid6
+import uuid_utils
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TASK_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -29,8 +29,8 @@ TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 def new_task_id() -> str:
     """A task id: 32 lowercase hex digits, the AMQP ``message_id`` too.
 
-    A UUIDv7: its first 48 bits are the time in milliseconds, the rest random (74 bits) but
-    for a counter that keeps ids of one millisecond in order. Time-ordered ids go into the
+    A UUIDv7: its first 48 bits are the time in milliseconds, the rest random but for a
+    counter that keeps the ids of one millisecond in order. Time-ordered ids go into the
     store's id index (SQLite and PostgreSQL B-trees alike) at its newest edge, and a task's
     later updates find those pages still cached; random ids (UUIDv4) put every insert on a
     random leaf, a page read and a page written per task once the index outgrows the cache
@@ -38,7 +38,7 @@ def new_task_id() -> str:
     as its record's ``created_at`` does; it is still no capability (the task API checks the
     caller's key).
     """
-    return uuid6.uuid7().hex
+    return uuid_utils.uuid7().hex
 
 
 class Status(StrEnum):

@@ -79,12 +79,12 @@ def _v5(d: Dialect) -> list[str]:
     (``new_task_id``) they were 50 % unused; ascending, the database is 24 % smaller
     (``benchmarks/store_ids.py``). Rebuilt once, at the first start of this version.
     """
-    columns = {"created": "", "status": "status, ", "type": "type, ", "queue": "queue, "}
-    columns["submitter"] = "submitter, "
-    drops = [f"DROP INDEX {TABLE}_{name}" for name in columns]
+    leads = {"created": "", "status": "status, ", "type": "type, ", "queue": "queue, ",
+             "submitter": "submitter, "}  # fmt: skip
+    drops = [f"DROP INDEX {TABLE}_{name}" for name in leads]
     creates = [
         f"CREATE INDEX {TABLE}_{name} ON {TABLE} ({lead}created_at, id)"
-        for name, lead in columns.items()
+        for name, lead in leads.items()
     ]
     return drops + creates
 
